@@ -1,0 +1,161 @@
+"""Residual blocks whose convolutions are full-precision or binary.
+
+Only the residual layers of a model are binarized (Bird et al., 2021); these blocks are
+those layers. Each takes `precision` in {"w32a32", "w1a32", "w1a1"}:
+
+* weights: WN convs at w32, BWN convs (sign weights, gain/sqrt(n)) at w1;
+* activations: ELU at a32, sign (larq `ste_sign`, applied by the conv) at a1;
+* dropout only at w32a32.
+
+The last conv of every block has `init_scale=0`, so after `keras_bdgm.initialize` each
+block is exactly the identity.
+
+#### Examples
+
+    h = ResidualBlock(64, kernel_size=3, precision="w1a1")(h)
+    h = GatedResidualBlock(96, precision="w1a32")(h, context=c)
+"""
+
+import tensorflow as tf
+
+from keras_bdgm.layers import conv2d_for_precision
+from keras_bdgm.precision import parse as parse_precision
+
+_serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
+
+
+def activation_for_precision(precision):
+    """ELU at a32; identity at a1 (the binary conv applies sign to its input)."""
+    if parse_precision(precision).binary_activations:
+        return tf.identity
+    return tf.nn.elu
+
+
+def _check_channels(layer, input_shape, filters):
+    channels = input_shape[-1]
+    if input_shape.rank != 4:
+        raise ValueError(
+            f"{layer.name!r} expects inputs [batch, height, width, {filters}], got shape "
+            f"{input_shape}."
+        )
+    if channels != filters:
+        raise ValueError(
+            f"{layer.name!r} adds its input to a {filters}-channel branch, but the input "
+            f"has {channels} channels; project it to {filters} channels first."
+        )
+
+
+class _PrecisionBlock(tf.keras.layers.Layer):
+    """Shared constructor and config for the blocks."""
+
+    def __init__(self, filters, precision="w32a32", dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        if self.filters <= 0:
+            raise ValueError(f"filters must be a positive integer, got {filters!r}.")
+        self.precision = parse_precision(precision).name
+        self.dropout = float(dropout)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        self._act = activation_for_precision(self.precision)
+        use_dropout = self.precision == "w32a32" and self.dropout > 0
+        self._dropout = tf.keras.layers.Dropout(self.dropout) if use_dropout else None
+
+    def _conv(self, filters, kernel_size, init_scale, name):
+        return conv2d_for_precision(
+            filters, kernel_size, self.precision, init_scale=init_scale, name=name
+        )
+
+    def _maybe_dropout(self, h, training):
+        return self._dropout(h, training=training) if self._dropout is not None else h
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "precision": self.precision,
+            "dropout": self.dropout,
+        }
+
+
+@_serializable
+class ResidualBlock(_PrecisionBlock):
+    """act -> conv(k x k) -> act -> [dropout] -> conv(k x k, init_scale 0) -> + input.
+
+    The ResNet VAE's residual block (REFERENCE: Kingma et al. 2016; Bird et al. 2021).
+
+    Args:
+      filters: channels of the input and output.
+      kernel_size: spatial size of both convs.
+      precision: "w32a32", "w1a32" or "w1a1".
+      dropout: rate, used at w32a32 only.
+    """
+
+    def __init__(self, filters, kernel_size=3, precision="w32a32", dropout=0.0, **kwargs):
+        super().__init__(filters, precision=precision, dropout=dropout, **kwargs)
+        self.kernel_size = int(kernel_size)
+        self.conv1 = self._conv(self.filters, self.kernel_size, 1.0, "conv1")
+        self.conv2 = self._conv(self.filters, self.kernel_size, 0.0, "conv2")
+
+    def build(self, input_shape):
+        _check_channels(self, tf.TensorShape(input_shape), self.filters)
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        h = self.conv1(self._act(inputs))
+        h = self._maybe_dropout(self._act(h), training)
+        return inputs + self.conv2(h)
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size}
+
+
+@_serializable
+class GatedResidualBlock(_PrecisionBlock):
+    """Flow++'s gated residual block.
+
+        a(x) = act([x, -x])                         (concat activation)
+        h = conv3x3(a(x)) [+ conv1x1(a(context))]   (2C -> C)
+        h = conv1x1(dropout(a(h)))                  (2C -> 2C, init_scale 0)
+        out = x + h[..., :C] * sigmoid(h[..., C:])  (gated linear unit)
+
+    The two convs on the main path are the binary ones at w1; dropout only at w32a32.
+
+    Args:
+      filters: C, channels of the input and output.
+      precision: "w32a32", "w1a32" or "w1a1".
+      context: whether `call` takes a `context` tensor (same height and width).
+      dropout: rate, used at w32a32 only.
+    """
+
+    def __init__(self, filters, precision="w32a32", context=False, dropout=0.2, **kwargs):
+        super().__init__(filters, precision=precision, dropout=dropout, **kwargs)
+        self.context = bool(context)
+        self.conv_in = self._conv(self.filters, 3, 1.0, "conv_in")
+        self.conv_context = (
+            self._conv(self.filters, 1, 1.0, "conv_context") if self.context else None
+        )
+        self.conv_gate = self._conv(2 * self.filters, 1, 0.0, "conv_gate")
+
+    def _concat_act(self, x):
+        return self._act(tf.concat([x, -x], axis=-1))
+
+    def build(self, input_shape):
+        _check_channels(self, tf.TensorShape(input_shape), self.filters)
+        super().build(input_shape)
+
+    def call(self, inputs, context=None, training=None):
+        if self.context and context is None:
+            raise ValueError(f"{self.name!r} was built with context=True; pass context=.")
+        if not self.context and context is not None:
+            raise ValueError(f"{self.name!r} was built with context=False; drop context=.")
+        h = self.conv_in(self._concat_act(inputs))
+        if self.conv_context is not None:
+            h = h + self.conv_context(self._concat_act(context))
+        h = self._maybe_dropout(self._concat_act(h), training)
+        h = self.conv_gate(h)
+        value, gate = tf.split(h, 2, axis=-1)
+        return inputs + value * tf.sigmoid(gate)
+
+    def get_config(self):
+        return {**super().get_config(), "context": self.context}

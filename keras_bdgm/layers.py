@@ -1,0 +1,230 @@
+"""Weight-normalized (WN) and binary weight-normalized (BWN) Keras layers.
+
+Weight normalization (Salimans & Kingma, 2016) writes each output channel's weights as
+`w = g * v / ||v||`. With binary latent weights the norm is known in advance:
+`||sign(v)|| = sqrt(n)` with n the fan-in (kh * kw * c_in for a conv), so
+
+    y = (g / sqrt(n)) * conv(x, sign(v)) + b                (BWN)
+    y = (g / ||v||)   * conv(x, v)       + b                (WN)
+
+Both are the stock Keras layer (larq's quantized layer for BWN) run without bias,
+followed by a per-channel scale and the bias: the convolution is never re-written.
+The gain g and bias b stay float32. BWN defaults to larq's `ste_sign` kernel quantizer
+(sign(0) = +1, straight-through gradient) and the `weight_clip` constraint (latent
+weights clipped to [-1, 1] after every optimizer step); `input_quantizer="ste_sign"`
+binarizes the activations as well.
+
+Every layer supports `keras_bdgm.initialize` (per-channel output mean 0 and std
+`init_scale` on a batch) and round-trips through `.keras` files.
+
+#### Examples
+
+    model = tf.keras.Sequential([
+        tf.keras.Input((28, 28, 1)),
+        WNConv2D(32, 3, padding="same", activation="elu"),
+        BWNConv2D(32, 3, padding="same", input_quantizer="ste_sign"),
+    ])
+
+#### References
+[1] Bird, Kingma, Barber. Reducing the Computational Cost of Deep Generative Models with
+    Binary Neural Networks. ICLR 2021. https://arxiv.org/abs/2010.13476
+[2] Salimans, Kingma. Weight Normalization. 2016. https://arxiv.org/abs/1602.07868
+"""
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+from keras_bdgm.init import DataDependentInit
+from keras_bdgm.precision import parse as parse_precision
+
+_serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
+
+_INIT_EPSILON = 1e-6
+
+
+class _WeightNormBase(DataDependentInit):
+    """Mixin: stock layer without bias -> per-channel scale g * c -> bias -> activation.
+
+    Subclasses set `_out_axis` (the kernel's output-channel axis) and implement
+    `_kernel_norm_reciprocal()`, the c in `y = g * c * layer(x) + b`.
+    """
+
+    _out_axis = -1
+    _expected_rank = None
+
+    def __init__(self, *args, init_scale=1.0, use_bias=True, activation=None, **kwargs):
+        self.init_scale = float(init_scale)
+        if self.init_scale < 0 or not np.isfinite(self.init_scale):
+            raise ValueError(f"init_scale must be finite and >= 0, got {init_scale!r}.")
+        self.wn_use_bias = bool(use_bias)
+        self.wn_activation = tf.keras.activations.get(activation)
+        super().__init__(*args, use_bias=False, activation=None, **kwargs)
+        if getattr(self, "data_format", "channels_last") != "channels_last":
+            raise ValueError(
+                f"{type(self).__name__} supports data_format='channels_last' only."
+            )
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        channels = self.kernel.shape[self._out_axis]
+        self.gain = self.add_weight(
+            name="gain", shape=[channels], initializer="ones", trainable=True
+        )
+        self.bias = (
+            self.add_weight(
+                name="bias", shape=[channels], initializer="zeros", trainable=True
+            )
+            if self.wn_use_bias
+            else None
+        )
+
+    def _check_inputs(self, inputs):
+        inputs = tf.convert_to_tensor(inputs)
+        if not inputs.dtype.is_floating:
+            raise ValueError(
+                f"Layer {self.name!r} expects floating-point inputs, got {inputs.dtype.name}; "
+                "cast first, e.g. tf.cast(images, tf.float32) / 127.5 - 1."
+            )
+        rank = inputs.shape.rank
+        if self._expected_rank is not None and rank is not None:
+            if rank != self._expected_rank:
+                raise ValueError(
+                    f"Layer {self.name!r} expects inputs of rank {self._expected_rank} "
+                    f"[batch, height, width, channels], got shape {inputs.shape}."
+                )
+        elif rank is not None and rank < 2:
+            raise ValueError(
+                f"Layer {self.name!r} expects inputs of rank >= 2 [batch, ..., features], "
+                f"got shape {inputs.shape}."
+            )
+        return inputs
+
+    def _fan_in(self) -> int:
+        shape = self.kernel.shape.as_list()
+        return int(np.prod(shape)) // shape[self._out_axis]
+
+    def _kernel_norm_reciprocal(self):
+        raise NotImplementedError
+
+    def _data_dependent_init(self, unscaled):
+        """Sets gain and bias so the output has mean 0, std init_scale per channel."""
+        t = unscaled * self._kernel_norm_reciprocal()
+        axes = list(range(t.shape.rank - 1))
+        mean, variance = tf.nn.moments(t, axes=axes)
+        gain = self.init_scale / tf.sqrt(variance + _INIT_EPSILON)
+        self.gain.assign(gain)
+        if self.bias is not None:
+            self.bias.assign(-mean * gain)
+        elif self.init_scale > 0:
+            raise ValueError(
+                f"Layer {self.name!r} has no bias, so data-dependent init cannot centre it; "
+                "use use_bias=True or init_scale=0."
+            )
+
+    def call(self, inputs):
+        inputs = self._check_inputs(inputs)
+        unscaled = super().call(inputs)
+        self._maybe_data_dependent_init(unscaled)
+        outputs = unscaled * (self.gain * self._kernel_norm_reciprocal())
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        return self.wn_activation(outputs)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "init_scale": self.init_scale,
+            "use_bias": self.wn_use_bias,
+            "activation": tf.keras.activations.serialize(self.wn_activation),
+        }
+
+
+class _WeightNorm(_WeightNormBase):
+    """c = 1 / ||v|| over every kernel axis but the output channel's."""
+
+    def _kernel_norm_reciprocal(self):
+        axes = [a for a in range(self.kernel.shape.rank) if a != self._out_axis % self.kernel.shape.rank]
+        squared = tf.reduce_sum(tf.square(self.kernel), axis=axes)
+        return tf.math.rsqrt(tf.maximum(squared, 1e-12))
+
+
+class _BinaryWeightNorm(_WeightNormBase):
+    """c = 1 / sqrt(n): the norm of a sign kernel, known without computing it."""
+
+    def __init__(self, *args, kernel_quantizer="ste_sign", kernel_constraint="weight_clip", **kwargs):
+        super().__init__(
+            *args,
+            kernel_quantizer=kernel_quantizer,
+            kernel_constraint=kernel_constraint,
+            **kwargs,
+        )
+        if getattr(self.kernel_quantizer, "precision", None) != 1:
+            raise ValueError(
+                f"{type(self).__name__} needs a 1-bit kernel quantizer (e.g. 'ste_sign'), "
+                f"got {kernel_quantizer!r}; use the WN layers for real-valued weights."
+            )
+
+    def _kernel_norm_reciprocal(self):
+        return tf.constant(1.0 / np.sqrt(self._fan_in()), dtype=self.compute_dtype)
+
+
+@_serializable
+class WNConv2D(_WeightNorm, tf.keras.layers.Conv2D):
+    """`tf.keras.layers.Conv2D` with weight normalization: w = gain * v / ||v||."""
+
+    _expected_rank = 4
+
+
+@_serializable
+class WNConv2DTranspose(_WeightNorm, tf.keras.layers.Conv2DTranspose):
+    """`tf.keras.layers.Conv2DTranspose` with weight normalization (kernel [kh, kw, out, in])."""
+
+    _out_axis = -2
+    _expected_rank = 4
+
+
+@_serializable
+class WNDense(_WeightNorm, tf.keras.layers.Dense):
+    """`tf.keras.layers.Dense` with weight normalization: w = gain * v / ||v||."""
+
+
+@_serializable
+class BWNConv2D(_BinaryWeightNorm, lq.layers.QuantConv2D):
+    """Binary weight-normalized conv: y = (gain / sqrt(kh*kw*c_in)) * conv(x, sign(v)) + b.
+
+    Takes every argument of `larq.layers.QuantConv2D`, plus `init_scale`.
+    `input_quantizer="ste_sign"` gives binary activations (W1A1).
+    """
+
+    _expected_rank = 4
+
+
+@_serializable
+class BWNConv2DTranspose(_BinaryWeightNorm, lq.layers.QuantConv2DTranspose):
+    """Binary weight-normalized transposed conv: y = (gain / sqrt(kh*kw*c_in)) * convT(x, sign(v)) + b."""
+
+    _out_axis = -2
+    _expected_rank = 4
+
+
+@_serializable
+class BWNDense(_BinaryWeightNorm, lq.layers.QuantDense):
+    """Binary weight-normalized dense layer: y = (gain / sqrt(n_in)) * x @ sign(v) + b."""
+
+
+def conv2d_for_precision(filters, kernel_size, precision, **kwargs):
+    """The conv of a residual layer in `precision`: WNConv2D at w32, BWNConv2D at w1.
+
+    At a1 the BWN conv also binarizes its input (`input_quantizer="ste_sign"`).
+
+    Example:
+        conv = conv2d_for_precision(64, 3, "w1a1", padding="same", init_scale=0.0)
+    """
+    p = parse_precision(precision)
+    kwargs.setdefault("padding", "same")
+    if not p.binary_weights:
+        return WNConv2D(filters, kernel_size, **kwargs)
+    if p.binary_activations:
+        kwargs.setdefault("input_quantizer", "ste_sign")
+    return BWNConv2D(filters, kernel_size, **kwargs)

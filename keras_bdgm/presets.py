@@ -1,0 +1,42 @@
+"""Named architecture presets with overrides, one mechanism for every model.
+
+A model keeps its presets as a dict of name -> dict of hyperparameters; a preset may
+build on another with `"base": "other_name"`. `resolve` merges the chain, applies the
+user's overrides and checks every name.
+
+Example:
+
+    PRESETS = {"paper": {"width": 256, "depth": 12}, "small": {"base": "paper", "width": 32}}
+    config = resolve(PRESETS, "small", {"depth": 4}, model="ResNetVAE")
+    # {"width": 32, "depth": 4}
+"""
+
+
+def resolve(presets, preset, overrides=None, model="model"):
+    """Returns the hyperparameters of `preset` with `overrides` applied.
+
+    Raises:
+      ValueError: unknown preset (the message lists the known ones), or an override
+        that is not a hyperparameter of the preset (the message lists the valid ones).
+    """
+    if preset not in presets:
+        raise ValueError(
+            f"Unknown {model} preset {preset!r}; known presets: {', '.join(sorted(presets))}."
+        )
+    chain, name = [], preset
+    while name is not None:
+        if name in chain:
+            raise ValueError(f"{model} preset {preset!r} has a cycle through {name!r}.")
+        chain.append(name)
+        name = presets[name].get("base")
+    config = {}
+    for name in reversed(chain):
+        config.update({k: v for k, v in presets[name].items() if k != "base"})
+    for key, value in (overrides or {}).items():
+        if key not in config:
+            raise ValueError(
+                f"{model} has no hyperparameter {key!r}; valid overrides: "
+                f"{', '.join(sorted(config))}."
+            )
+        config[key] = value
+    return config

@@ -1,0 +1,39 @@
+"""keras-bdgm: binary deep generative models (Flow++, ResNet VAE) on Keras 2, larq and TFP."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+
+setup(
+    name="keras-bdgm",
+    version="0.1.0",
+    description=(
+        "Binary deep generative models (Flow++, ResNet VAE) with 1-bit weights and "
+        "activations, on Keras 2, larq and TensorFlow Probability."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_bdgm", "keras_bdgm.*"]),
+    install_requires=[
+        "tensorflow>=2.18,<2.22",
+        # tf-keras must match tensorflow's minor version; pip resolves the pair together.
+        "tf-keras>=2.18,<2.22",
+        "larq>=0.14",
+        "tensorflow-probability>=0.25",
+        "tensorflow-datasets>=4.9",
+        "importlib_resources",
+        "keras-tuner>=1.4",
+        "absl-py",
+        "numpy",
+        "pillow",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
