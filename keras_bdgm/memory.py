@@ -95,7 +95,10 @@ class Footprint:
 
 
 def _require_built(model):
-    weights = _unique_weights(model)
+    try:
+        weights = _unique_weights(model)
+    except ValueError:  # Keras: "Weights for model ... have not yet been created."
+        weights = []
     if not weights:
         raise ValueError(
             f"Model {model.name!r} has no weights yet; build it first, e.g. by calling it "

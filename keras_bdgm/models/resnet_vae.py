@@ -1,0 +1,351 @@
+"""ResNet VAE with bidirectional inference, full-precision or binary (Bird et al., 2021).
+
+Architecture (REFERENCE.md section 2), pixels scaled to [-1, 1], latents at H/2 x W/2:
+
+    in:   x -> 5x5 stride-2 WN conv (C -> h) -> ELU -> processing ResidualBlocks (5x5)
+    up:   for layer l = 1..L:   (q_mean_l, q_raw_l) = conv3x3(ELU(u));  u = blocks_l^up(u)
+    down: d = 0 (a constant H/2 x W/2 x h);  for l = L..1:
+            (p_mean, p_raw, r_mean, r_raw) = conv3x3(ELU(d))
+            p(z_l | z_>l)    = Logistic(p_mean, 0.01 + softplus(p_raw))
+            q(z_l | x, z_>l) = Logistic(r_mean + q_mean_l, 0.01 + softplus(r_raw + q_raw_l))
+            z_l ~ q (p when sampling);  d = blocks_l^down(d) + conv3x3(ELU(z_l))
+    out:  d -> processing ResidualBlocks (5x5) -> ELU -> 5x5 stride-2 WN conv^T (h -> C)
+          = the means of a discretized logistic with one learned scalar log-scale.
+
+Only the residual blocks take `precision` (binary weights at w1, sign activations at a1);
+every other layer is 32-bit. As in the public code, the top layer's bottom-up block has
+weights (they count in the paper's 56.15M) but its output feeds nothing; it is run only
+while the model is being built, never in training or evaluation.
+
+Losses (bits per dimension, D = H*W*C):
+
+    elbo(x)      = log p(x | z) - sum_l [log q(z_l) - log p(z_l)],  z ~ q   (one sample)
+    bits_per_dim = (-log p(x|z) + sum_l free_bits_kl(KL_l, kl_min)) / (D ln 2)   (training)
+                 = -elbo / (D ln 2)                                          (evaluation)
+    kl, distortion = the two parts of -elbo, in bits per dimension.
+
+`log_prob(x, num_samples=K)` is the ELBO at K = 1 and the importance-weighted bound
+log (1/K) sum_k exp(log p(x, z_k) - log q(z_k | x)) for K > 1, computed in chunks.
+
+#### Examples
+
+    vae = ResNetVAE((28, 28, 1), precision="w1a1", preset="small")
+    keras_bdgm.initialize(vae, train_images[:256])
+    vae.compile(optimizer=tf.keras.optimizers.Adam(2e-3))
+    vae.fit(dataset, epochs=10)              # dataset of uint8 [N, 28, 28, 1] batches
+    vae.bits_per_dim(test_images, num_samples=1000)
+    vae.sample(16, temperature=0.8, seed=1)  # uint8 [16, 28, 28, 1]
+
+#### References
+[1] Bird, Kingma, Barber. Reducing the Computational Cost of Deep Generative Models with
+    Binary Neural Networks. ICLR 2021. https://arxiv.org/abs/2010.13476
+[2] Kingma et al. Improved Variational Inference with Inverse Autoregressive Flow. 2016.
+    https://arxiv.org/abs/1606.04934
+[3] Burda, Grosse, Salakhutdinov. Importance Weighted Autoencoders. 2015.
+    https://arxiv.org/abs/1509.00519
+"""
+
+import math
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from keras_bdgm.blocks import ResidualBlock
+from keras_bdgm.distributions import (
+    DiscretizedLogistic,
+    free_bits_kl,
+    kl_per_channel,
+    logistic_from_raw,
+    sample_with_kl,
+)
+from keras_bdgm.layers import WNConv2D, WNConv2DTranspose
+from keras_bdgm.precision import parse as parse_precision
+from keras_bdgm.presets import resolve
+from keras_bdgm.training import GenerativeModel
+
+PRESETS = {
+    # Bird et al. (2021), 32x32x3: 56.15M parameters (96.06M with width=336).
+    "paper": {
+        "width": 256,
+        "latent_layers": 12,
+        "z_channels": 8,
+        "processing_blocks": 4,
+        "blocks_per_layer": 1,
+        "kl_min": 0.1,
+        "dropout": 0.0,
+        "clip_norm": 1.0,
+        "skip_threshold": 1e5,
+    },
+    # 28x28x1 (e.g. Fashion-MNIST) at > 50 training images/s on 2 CPU cores.
+    "small": {
+        "base": "paper",
+        "width": 32,
+        "latent_layers": 3,
+        "z_channels": 4,
+        "processing_blocks": 1,
+    },
+}
+
+_POSITIVE_INTS = ("width", "latent_layers", "z_channels")
+_NON_NEGATIVE_INTS = ("processing_blocks", "blocks_per_layer")
+_LATENT_INIT_SCALE = 0.1
+# Rows (image x sample pairs) per chunk of the importance-weighted bound.
+_IWAE_CHUNK_ROWS = 1024
+
+
+def _check_hparams(config):
+    for key in _POSITIVE_INTS + _NON_NEGATIVE_INTS:
+        value = config[key]
+        low = 1 if key in _POSITIVE_INTS else 0
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"ResNetVAE {key} must be an integer >= {low}, got {value!r}.")
+    if not config["kl_min"] >= 0:
+        raise ValueError(f"ResNetVAE kl_min must be >= 0 nats, got {config['kl_min']!r}.")
+
+
+def _to_uint8(values):
+    """[-1, 1] grid values -> uint8 pixels."""
+    return tf.cast(tf.round((values + 1.0) * 127.5), tf.uint8)
+
+
+@tf.keras.utils.register_keras_serializable(package="keras_bdgm")
+class ResNetVAE(GenerativeModel):
+    """Hierarchical VAE with logistic latents and bidirectional inference.
+
+    Args:
+      image_shape: (H, W, C) of the uint8 images; H and W even.
+      precision: "w32a32", "w1a32" or "w1a1" for the residual blocks.
+      preset: "paper" (Bird et al., 32x32x3) or "small" (28x28x1 on a CPU).
+      name: the Keras model name.
+      **overrides: hyperparameters replacing the preset's: width, latent_layers,
+        z_channels, processing_blocks, blocks_per_layer, kl_min, dropout, clip_norm,
+        skip_threshold.
+
+    Raises:
+      ValueError: unknown preset or hyperparameter (the message lists the valid ones),
+        bad precision, odd image height or width.
+    """
+
+    loss_names = ("bits_per_dim", "kl", "distortion")
+
+    def __init__(self, image_shape, precision="w32a32", preset="small", name=None, **overrides):
+        config = resolve(PRESETS, preset, overrides, model="ResNetVAE")
+        _check_hparams(config)
+        super().__init__(
+            image_shape,
+            clip_norm=config["clip_norm"],
+            skip_threshold=config["skip_threshold"],
+            name=name,
+        )
+        height, width, channels = self.image_shape
+        if height % 2 or width % 2:
+            raise ValueError(
+                f"ResNetVAE halves the image with stride-2 convs, so height and width must "
+                f"be even; got image_shape {self.image_shape}. Pad or crop the images."
+            )
+        self.precision = parse_precision(precision).name
+        self.preset = preset
+        self.overrides = dict(overrides)
+        self.hparams = config
+        h, z = config["width"], config["z_channels"]
+        self.latent_shape = (height // 2, width // 2, z)
+        self.kl_min = float(config["kl_min"])
+
+        def blocks(count, kernel_size, prefix):
+            return [
+                ResidualBlock(h, kernel_size, self.precision, config["dropout"], name=f"{prefix}_{i}")
+                for i in range(count)
+            ]
+
+        def latent_conv(filters, name):
+            return WNConv2D(filters, 3, padding="same", init_scale=_LATENT_INIT_SCALE, name=name)
+
+        self.in_conv = WNConv2D(h, 5, strides=2, padding="same", name="in_conv")
+        self.in_blocks = blocks(config["processing_blocks"], 5, "in_block")
+        self.out_blocks = blocks(config["processing_blocks"], 5, "out_block")
+        self.out_conv = WNConv2DTranspose(channels, 5, strides=2, padding="same", name="out_conv")
+        n, per = config["latent_layers"], config["blocks_per_layer"]
+        self.up_convs = [latent_conv(2 * z, f"up_conv_{l}") for l in range(n)]
+        self.up_blocks = [blocks(per, 3, f"up_block_{l}") for l in range(n)]
+        self.down_convs = [latent_conv(4 * z, f"down_conv_{l}") for l in range(n)]
+        self.down_blocks = [blocks(per, 3, f"down_block_{l}") for l in range(n)]
+        self.z_convs = [latent_conv(h, f"z_conv_{l}") for l in range(n)]
+        self.log_scale = self.add_weight(name="log_scale", shape=(), initializer="zeros")
+        self._bottom_up_fn = tf.function(self._bottom_up, reduce_retracing=True)
+        self._log_weights_fn = tf.function(self._log_weights, reduce_retracing=True)
+
+    @property
+    def num_latent_layers(self):
+        return len(self.up_convs)
+
+    # ---------------------------------------------------------------- the network
+
+    @staticmethod
+    def _scale_pixels(x):
+        return x / 127.5 - 1.0
+
+    def _bottom_up(self, x_scaled, training=False):
+        """Posterior parameters [B, H/2, W/2, 2z] of each layer, bottom layer first."""
+        u = tf.nn.elu(self.in_conv(x_scaled))
+        for block in self.in_blocks:
+            u = block(u, training=training)
+        params = []
+        top = self.num_latent_layers - 1
+        for l, (conv, blocks) in enumerate(zip(self.up_convs, self.up_blocks)):
+            params.append(conv(tf.nn.elu(u)))
+            if l < top or not all(b.built for b in blocks):  # the top's output feeds nothing
+                for block in blocks:
+                    u = block(u, training=training)
+        return params
+
+    def _top_down(self, batch_size, up_params=None, seed=None, temperature=1.0, training=False):
+        """Runs the generative path; returns (logistic means [B, H, W, C], KL maps).
+
+        With `up_params` z is drawn from the bidirectional posterior and the KL maps are
+        the single-sample estimates log q(z_l) - log p(z_l) [B, H/2, W/2, z], bottom layer
+        first; without, z is drawn from the prior (scales times `temperature`).
+        """
+        n = self.num_latent_layers
+        seeds = [None] * n if seed is None else tfp.random.split_seed(seed, n=n)
+        h2, w2, z_ch = self.latent_shape
+        d = tf.zeros([batch_size, h2, w2, self.hparams["width"]])
+        kls = [None] * n
+        for l in reversed(range(n)):
+            p_mean, p_raw, r_mean, r_raw = tf.split(self.down_convs[l](tf.nn.elu(d)), 4, axis=-1)
+            if up_params is None:
+                z = logistic_from_raw(p_mean, p_raw, temperature=temperature).sample(seed=seeds[l])
+            else:
+                q_mean, q_raw = tf.split(up_params[l], 2, axis=-1)
+                posterior = logistic_from_raw(r_mean + q_mean, r_raw + q_raw)
+                z, kls[l] = sample_with_kl(posterior, logistic_from_raw(p_mean, p_raw), seeds[l])
+            for block in self.down_blocks[l]:
+                d = block(d, training=training)
+            d = d + self.z_convs[l](tf.nn.elu(z))
+        for block in self.out_blocks:
+            d = block(d, training=training)
+        return self.out_conv(tf.nn.elu(d)), kls
+
+    def likelihood(self, means):
+        """p(x | z): the discretized logistic with the learned scalar log-scale."""
+        return DiscretizedLogistic(means, tf.exp(self.log_scale))
+
+    def _forward(self, x_scaled, training=False, seed=None):
+        """One posterior sample: (log p(x|z) [B], KL maps per layer, logistic means)."""
+        up = self._bottom_up(x_scaled, training=training)
+        means, kls = self._top_down(tf.shape(x_scaled)[0], up, seed=seed, training=training)
+        log_px = tf.reduce_sum(self.likelihood(means).log_prob(x_scaled), axis=[1, 2, 3])
+        return log_px, kls, means
+
+    @staticmethod
+    def _total_kl(kls):
+        return tf.add_n([tf.reduce_sum(kl, axis=[1, 2, 3]) for kl in kls])
+
+    def call(self, inputs, training=None):
+        """Single-sample ELBO per image in nats ([B]); `initialize` uses this pass."""
+        x = self._scale_pixels(self.check_images(inputs))
+        log_px, kls, _ = self._forward(x, training=training)
+        return log_px - self._total_kl(kls)
+
+    # ---------------------------------------------------------------- losses and bounds
+
+    def compute_losses(self, x, training=False):
+        """bits_per_dim (free bits at training=True only), kl and distortion, in bits/dim."""
+        log_px, kls, _ = self._forward(self._scale_pixels(x), training=training)
+        distortion = -tf.reduce_mean(log_px)
+        kl = tf.reduce_mean(self._total_kl(kls))
+        if training:
+            objective = distortion + tf.add_n([free_bits_kl(k, self.kl_min) for k in kls])
+        else:
+            objective = distortion + kl
+        return {
+            "bits_per_dim": self.nats_to_bits_per_dim(objective),
+            "kl": self.nats_to_bits_per_dim(kl),
+            "distortion": self.nats_to_bits_per_dim(distortion),
+        }
+
+    def kl_per_layer(self, x, seed=None):
+        """Single-sample KL of each latent layer, nats per image (batch mean); [L], bottom first."""
+        x = self._scale_pixels(self.check_images(x))
+        _, kls, _ = self._forward(x, seed=seed)
+        return tf.stack([tf.reduce_sum(kl_per_channel(k)) for k in kls])
+
+    def _log_weights(self, x_scaled, up_params, seed):
+        """log p(x, z) - log q(z | x) for one posterior sample per row; [rows]."""
+        means, kls = self._top_down(tf.shape(x_scaled)[0], up_params, seed=seed)
+        log_px = tf.reduce_sum(self.likelihood(means).log_prob(x_scaled), axis=[1, 2, 3])
+        return log_px - self._total_kl(kls)
+
+    def log_prob(self, x, num_samples=1, seed=None, samples_per_chunk=None):
+        """Per-image lower bound on log p(x) in nats: ELBO (K = 1) or IWAE bound (K > 1).
+
+            log p(x) >= log (1/K) sum_k exp(log p(x | z_k) + log p(z_k) - log q(z_k | x))
+
+        The bound does not decrease in K. The K samples are drawn in chunks of
+        `samples_per_chunk` (default: about 1024 rows per chunk), so K = 1000 fits in memory.
+
+        Args:
+          x: uint8 images [N, H, W, C].
+          num_samples: K >= 1.
+          seed: an int or stateless seed for reproducible bounds; None draws fresh noise.
+          samples_per_chunk: samples per image evaluated at once.
+        """
+        num_samples = int(num_samples)
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        x = self._scale_pixels(self.check_images(x))
+        batch = int(x.shape[0]) if x.shape[0] is not None else None
+        if samples_per_chunk is None:
+            samples_per_chunk = max(1, _IWAE_CHUNK_ROWS // max(batch or 1, 1))
+        samples_per_chunk = min(int(samples_per_chunk), num_samples)
+        if samples_per_chunk < 1:
+            raise ValueError(f"samples_per_chunk must be >= 1, got {samples_per_chunk}.")
+        up = self._bottom_up_fn(x)
+        starts = range(0, num_samples, samples_per_chunk)
+        seeds = tfp.random.split_seed(tfp.random.sanitize_seed(seed), n=len(starts))
+        chunk_bounds = []
+        for start, chunk_seed in zip(starts, tf.unstack(seeds)):
+            k = min(samples_per_chunk, num_samples - start)
+            tiled = [tf.tile(t, [k, 1, 1, 1]) for t in [x] + up]  # row = sample * N + image
+            log_w = self._log_weights_fn(tiled[0], tiled[1:], chunk_seed)
+            chunk_bounds.append(tf.reduce_logsumexp(tf.reshape(log_w, [k, -1]), axis=0))
+        return tf.reduce_logsumexp(tf.stack(chunk_bounds), axis=0) - math.log(num_samples)
+
+    # ---------------------------------------------------------------- images out
+
+    def sample(self, n, temperature=1.0, seed=None, sample_pixels=False):
+        """n images from the prior, uint8 [n, H, W, C].
+
+        Latents are drawn with prior scales times `temperature`; pixels are the
+        likelihood's mode (its rounded means), or a draw from it with `sample_pixels`.
+        """
+        if int(n) < 1:
+            raise ValueError(f"n must be >= 1, got {n!r}.")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+        seed = tfp.random.sanitize_seed(seed)
+        latent_seed, pixel_seed = tfp.random.split_seed(seed, n=2)
+        means, _ = self._top_down(int(n), seed=latent_seed, temperature=float(temperature))
+        likelihood = self.likelihood(means)
+        pixels = likelihood.sample(seed=pixel_seed) if sample_pixels else likelihood.mode()
+        return _to_uint8(pixels)
+
+    def reconstruct(self, x, seed=None):
+        """x -> z ~ q(z | x) -> the likelihood's mode, uint8 like x."""
+        x = self._scale_pixels(self.check_images(x))
+        _, _, means = self._forward(x, seed=tfp.random.sanitize_seed(seed))
+        return _to_uint8(self.likelihood(means).mode())
+
+    # ---------------------------------------------------------------- serialization
+
+    def get_config(self):
+        return {
+            "image_shape": list(self.image_shape),
+            "precision": self.precision,
+            "preset": self.preset,
+            "name": self.name,
+            **self.overrides,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

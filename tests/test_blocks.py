@@ -1,0 +1,128 @@
+"""Residual blocks against numpy compositions of the oracle conv, per precision."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_bdgm
+from keras_bdgm import blocks
+
+import oracles
+
+PRECISIONS = ("w32a32", "w1a32", "w1a1")
+
+
+def _effective_kernel(conv):
+    """The float64 kernel the conv applies, computed in numpy from its variables."""
+    v = getattr(conv.kernel, "latent_variable", conv.kernel).numpy().astype(np.float64)
+    gain = conv.gain.numpy().astype(np.float64)
+    if hasattr(conv.kernel, "latent_variable"):
+        return oracles.sign(v) * gain / np.sqrt(np.prod(v.shape[:3]))
+    return v * gain / np.sqrt((v ** 2).sum(axis=(0, 1, 2)))
+
+
+def _np_conv(conv, x, binary_input):
+    x = oracles.sign(x) if binary_input else x
+    return oracles.conv2d(x, _effective_kernel(conv), 1, "same") + conv.bias.numpy()
+
+
+def _randomize(block, rng):
+    for w in block.weights:
+        target = getattr(w, "latent_variable", w)
+        target.assign(rng.uniform(-1, 1, size=w.shape).astype("float32"))
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_residual_block_matches_oracle(precision):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 5, 4)).astype("float32")
+    block = blocks.ResidualBlock(4, kernel_size=3, precision=precision)
+    block(x)
+    _randomize(block, rng)
+    a1 = precision == "w1a1"
+    act = (lambda t: t) if a1 else oracles.elu
+    h = _np_conv(block.conv1, act(x), a1)
+    expected = x + _np_conv(block.conv2, act(h), a1)
+    np.testing.assert_allclose(block(x).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("context", [False, True])
+def test_gated_residual_block_matches_oracle(precision, context):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 5, 5, 3)).astype("float32")
+    c = rng.normal(size=(2, 5, 5, 2)).astype("float32") if context else None
+    block = blocks.GatedResidualBlock(3, precision=precision, context=context)
+    block(x, context=c)
+    _randomize(block, rng)
+    a1 = precision == "w1a1"
+
+    def concat_act(t):
+        t = np.concatenate([t, -t], axis=-1)
+        return t if a1 else oracles.elu(t)
+
+    h = _np_conv(block.conv_in, concat_act(x), a1)
+    if context:
+        h = h + _np_conv(block.conv_context, concat_act(c), a1)
+    h = _np_conv(block.conv_gate, concat_act(h), a1)
+    expected = x + h[..., :3] * oracles.sigmoid(h[..., 3:])
+    out = block(x, context=c, training=False)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_blocks_are_identity_after_initialize(precision):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, 6, 6, 4)).astype("float32")
+    c = rng.normal(size=(8, 6, 6, 2)).astype("float32")
+    xin, cin = tf.keras.Input((6, 6, 4)), tf.keras.Input((6, 6, 2))
+    h = blocks.ResidualBlock(4, 3, precision=precision)(xin)
+    h = blocks.GatedResidualBlock(4, precision=precision)(h)
+    h = blocks.GatedResidualBlock(4, precision=precision, context=True)(h, context=cin)
+    model = tf.keras.Model([xin, cin], h)
+    done = keras_bdgm.initialize(model, [x, c])
+    assert len(done) == 2 + 2 + 3
+    np.testing.assert_array_equal(model([x, c]).numpy(), x)
+
+
+def test_dropout_only_in_full_precision():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 5, 5, 3)).astype("float32")
+    outs = {}
+    for precision in PRECISIONS:
+        block = blocks.GatedResidualBlock(3, precision=precision, dropout=0.5)
+        block(x)
+        _randomize(block, rng)
+        outs[precision] = [block(x, training=True).numpy() for _ in range(2)]
+    assert not np.allclose(*outs["w32a32"])
+    np.testing.assert_array_equal(*outs["w1a32"])
+    np.testing.assert_array_equal(*outs["w1a1"])
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_blocks_keras_file_round_trip(precision, tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 5, 5, 3)).astype("float32")
+    c = rng.normal(size=(2, 5, 5, 2)).astype("float32")
+    xin, cin = tf.keras.Input((5, 5, 3)), tf.keras.Input((5, 5, 2))
+    h = blocks.ResidualBlock(3, 5, precision=precision, dropout=0.1)(xin)
+    h = blocks.GatedResidualBlock(3, precision=precision, context=True)(h, context=cin)
+    model = tf.keras.Model([xin, cin], h)
+    for layer in model.layers[2:]:
+        _randomize(layer, rng)
+    path = str(tmp_path / "blocks.keras")
+    model.save(path)
+    loaded = tf.keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded([x, c]).numpy(), model([x, c]).numpy())
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
+
+
+def test_bad_block_arguments():
+    with pytest.raises(ValueError, match="w32a32, w1a32, w1a1"):
+        blocks.ResidualBlock(4, precision="w8a8")
+    with pytest.raises(ValueError, match="project it to 4 channels"):
+        blocks.ResidualBlock(4)(np.zeros((1, 3, 3, 2), "float32"))
+    with pytest.raises(ValueError, match="rank|height, width"):
+        blocks.ResidualBlock(4)(np.zeros((1, 3, 4), "float32"))
+    with pytest.raises(ValueError, match="context=True"):
+        blocks.GatedResidualBlock(4, context=True)(np.zeros((1, 3, 3, 4), "float32"))
