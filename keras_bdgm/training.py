@@ -116,7 +116,8 @@ class GenerativeModel(tf.keras.Model):
 
     Subclasses implement `compute_losses(x, training)` (x: float32 pixels 0..255) and
     `log_prob(x, num_samples)`; they list their loss names in `loss_names`, the first
-    being the objective `bits_per_dim`.
+    being the objective `bits_per_dim`. They draw random noise from `self.rng`
+    (a `tf.random.Generator`), so resumed training is reproducible.
 
     Args:
       image_shape: (H, W, C) of the 8-bit images.
@@ -133,6 +134,11 @@ class GenerativeModel(tf.keras.Model):
             raise ValueError(f"image_shape must be (height, width, channels), got {image_shape!r}.")
         self.clip_norm = float(clip_norm)
         self.skip_threshold = float(skip_threshold)
+        # Training noise (dequantization, latent samples) comes from this generator: its
+        # state is checkpointed with the model (not a weight), so a run resumed by
+        # BackupAndRestore draws the same noise as an uninterrupted one. Seeded from numpy,
+        # which tf.keras.utils.set_random_seed seeds.
+        self.rng = tf.random.Generator.from_seed(int(np.random.randint(2**31 - 1)))
         self._loss_trackers = [tf.keras.metrics.Mean(name) for name in self.loss_names]
         self._skipped_tracker = tf.keras.metrics.Sum("skipped_steps")
         self._grad_norm_tracker = tf.keras.metrics.Mean("grad_norm")

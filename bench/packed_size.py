@@ -1,0 +1,48 @@
+"""Packed 1-bit file size against the 1-bit floor (bits / 8) for a model with >= 1M binary weights.
+
+    python bench/packed_size.py [--width 256] [--convs 2]
+
+Prints one markdown table row per model; the goal is packed / floor <= 1.01.
+"""
+
+import argparse
+import os
+import tempfile
+
+import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
+import tensorflow as tf
+
+from keras_bdgm import layers, memory
+
+
+def bwn_stack(width, convs):
+    model = tf.keras.Sequential([tf.keras.Input((16, 16, width))])
+    for i in range(convs):
+        model.add(layers.BWNConv2D(width, 3, padding="same", input_quantizer="ste_sign" if i else None))
+    model.add(layers.WNConv2D(3, 1))
+    return model
+
+
+def measure(model):
+    fp = memory.footprint(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.bdgm")
+        size = memory.save_packed(model, path)
+        assert size == os.path.getsize(path)
+    return fp, size
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--convs", type=int, default=2)
+    args = parser.parse_args()
+    fp, size = measure(bwn_stack(args.width, args.convs))
+    print("| model | binary weights | real params | 1-bit floor (bytes) | packed file (bytes) | packed / floor | float32 (bytes) |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {args.convs} x BWNConv2D 3x3 {args.width}->{args.width} + WNConv2D 1x1 | {fp.binary_weights:,} | "
+          f"{fp.real_parameters:,} | {fp.bytes:,} | {size:,} | {size / fp.bytes:.4f} | {fp.float32_bytes:,} |")
+
+
+if __name__ == "__main__":
+    main()
