@@ -31,10 +31,9 @@ def main(argv):
     if dataset is None:
         raise app.UsageError(f"No report.json in {FLAGS.model_dir}; pass --dataset.")
     model = experiment.load_model(FLAGS.model_dir)
-    ds = data.load(dataset, FLAGS.split, batch_size=FLAGS.batch_size, shuffle=False, data_dir=FLAGS.data_dir)
     examples = FLAGS.eval_examples or report.get("eval_examples")
-    if examples:
-        ds = ds.unbatch().take(examples).batch(FLAGS.batch_size)
+    ds = data.load(dataset, FLAGS.split, batch_size=FLAGS.batch_size, shuffle=False,
+                   data_dir=FLAGS.data_dir, limit=examples)
     bpd = experiment.evaluate_bits_per_dim(model, ds, num_samples=FLAGS.num_samples)
     print(json.dumps({"dataset": dataset, "split": FLAGS.split, "num_samples": FLAGS.num_samples,
                       "bits_per_dim": bpd}))

@@ -206,13 +206,10 @@ def _train_dataset(config, skip_batches):
 
 
 def _eval_dataset(config):
-    ds = bdgm_data.load(
+    return bdgm_data.load(
         config.dataset, config.eval_split, batch_size=config.batch_size, shuffle=False,
-        data_dir=config.data_dir, manual_dir=config.manual_dir,
+        data_dir=config.data_dir, manual_dir=config.manual_dir, limit=config.eval_examples,
     )
-    if config.eval_examples:
-        ds = ds.unbatch().take(config.eval_examples).batch(config.batch_size)
-    return ds
 
 
 def _init_batch(config, spec):

@@ -1,0 +1,338 @@
+"""Tests of keras_bdgm.data: tfds Fashion-MNIST from Debian's files, image folders, errors.
+
+The oracle for Fashion-MNIST is a direct numpy parse of the idx `.gz` files; for folders,
+the arrays the test writes as PNGs.
+"""
+
+import collections
+import gzip
+import os
+import struct
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_bdgm import data
+from keras_bdgm.datasets import fashion_mnist, folder
+
+DEBIAN = fashion_mnist.DEBIAN_DIR
+
+
+def _idx_oracle(path):
+    """Parses an idx file by its generic header: 0, 0, dtype 0x08, ndim, ndim big-endian dims."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    assert raw[0] == 0 and raw[1] == 0 and raw[2] == 0x08
+    ndim = raw[3]
+    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+    return np.frombuffer(raw[4 + 4 * ndim :], dtype=np.uint8).reshape(dims)
+
+
+@pytest.fixture(scope="session")
+def oracle():
+    if fashion_mnist.missing_files(DEBIAN):
+        pytest.skip(f"Fashion-MNIST files not in {DEBIAN}: apt-get install dataset-fashion-mnist")
+    return {
+        split: tuple(_idx_oracle(os.path.join(DEBIAN, f)) for f in (images, labels))
+        for split, (images, labels) in fashion_mnist.FILES.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def fmnist_dir(tmp_path_factory, oracle):
+    """A tfds data_dir where `data.load` prepared fashion_mnist automatically (the cost here)."""
+    del oracle  # only for the skip
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    start = time.perf_counter()
+    data.load("fashion_mnist", "test", 10, data_dir=data_dir, download=False)
+    print(f"\nprepared fashion_mnist from {DEBIAN} in {time.perf_counter() - start:.1f} s")
+    return data_dir
+
+
+def _as_numpy(ds):
+    return np.concatenate([batch.numpy() for batch in ds])
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
+
+
+def _records(images, labels):
+    """The multiset of (image bytes, label) pairs: tfds stores examples in a hashed order."""
+    return collections.Counter(zip((img.tobytes() for img in images), labels.tolist()))
+
+
+def _stored(data_dir, split):
+    """Images and labels of `split` in tfds's stored order, read by tfds's own builder."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("fashion_mnist", data_dir=data_dir)
+    arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
+    return arrays["image"], arrays["label"]
+
+
+def test_fashion_mnist_prepared_matches_idx_files(fmnist_dir, oracle):
+    import tensorflow_datasets as tfds
+
+    # The standard tfds builder (not ours) reads what was prepared.
+    builder = tfds.builder("fashion_mnist", data_dir=fmnist_dir)
+    assert builder.is_prepared()
+    assert builder.info.splits["train"].num_examples == 60000
+    assert builder.info.splits["test"].num_examples == 10000
+    assert builder.info.features["image"].shape == (28, 28, 1)
+    assert builder.info.features["label"].num_classes == 10
+
+    for split, count in (("test", 10000), ("train", 60000)):
+        images, labels = _stored(fmnist_dir, split)
+        assert images.shape == (count, 28, 28, 1) and images.dtype == np.uint8
+        assert _records(images[..., 0], labels) == _records(*oracle[split])
+
+
+def test_load_fashion_mnist_test_split_in_stored_order(fmnist_dir):
+    stored = _stored(fmnist_dir, "test")[0]
+    ds = data.load("fashion_mnist", "test", 384, data_dir=fmnist_dir)
+    sizes = [int(b.shape[0]) for b in ds]
+    assert sizes == [384] * (10000 // 384) + [10000 % 384]
+    spec = ds.element_spec
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, 28, 28, 1]
+    np.testing.assert_array_equal(_as_numpy(ds), stored)
+
+    dropped = data.load("fashion_mnist", "test", 384, data_dir=fmnist_dir, drop_remainder=True)
+    assert dropped.element_spec.shape.as_list() == [384, 28, 28, 1]
+    assert sum(1 for _ in dropped) == 10000 // 384
+
+
+def test_load_fashion_mnist_train_is_shuffled(fmnist_dir):
+    head = _stored(fmnist_dir, "train[:500]")[0][..., 0]
+    ds = data.load("fashion_mnist", "train", 100, data_dir=fmnist_dir, limit=500, seed=1)
+    epoch1, epoch2 = _as_numpy(ds)[..., 0], _as_numpy(ds)[..., 0]
+    assert epoch1.shape == (500, 28, 28)
+    # The same 500 images (the first 500 stored), in another order, new each epoch.
+    key = lambda x: sorted(img.tobytes() for img in x)  # noqa: E731
+    assert key(epoch1) == key(head) == key(epoch2)
+    assert not np.array_equal(epoch1, head)
+    assert not np.array_equal(epoch1, epoch2)
+    # shuffle=False keeps the stored order.
+    plain = data.load("fashion_mnist", "train", 100, data_dir=fmnist_dir, limit=500, shuffle=False)
+    np.testing.assert_array_equal(_as_numpy(plain)[..., 0], head)
+
+
+def test_prepared_fashion_mnist_needs_no_source_files(fmnist_dir, monkeypatch, tmp_path):
+    stored = _stored(fmnist_dir, "test[:64]")[0]
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path))  # empty
+    monkeypatch.setattr(data, "_reachable", lambda *a, **k: pytest.fail("no network needed"))
+    ds = data.load("fashion_mnist", "test[:64]", 64, data_dir=fmnist_dir)
+    np.testing.assert_array_equal(_as_numpy(ds), stored)
+
+
+def test_read_idx_checks_files(tmp_path):
+    good = tmp_path / "labels.gz"
+    good.write_bytes(gzip.compress(struct.pack(">II", 2049, 3) + bytes([7, 0, 9])))
+    np.testing.assert_array_equal(fashion_mnist.read_idx(good), [7, 0, 9])
+    raw = tmp_path / "images"  # uncompressed works too
+    raw.write_bytes(struct.pack(">IIII", 2051, 2, 1, 2) + bytes([1, 2, 3, 4]))
+    np.testing.assert_array_equal(fashion_mnist.read_idx(raw), [[[1, 2]], [[3, 4]]])
+    short = tmp_path / "short"
+    short.write_bytes(struct.pack(">II", 2049, 5) + bytes([1, 2]))
+    with pytest.raises(ValueError, match="truncated"):
+        fashion_mnist.read_idx(short)
+    bad = tmp_path / "bad"
+    bad.write_bytes(struct.pack(">II", 1234, 0))
+    with pytest.raises(ValueError, match="magic"):
+        fashion_mnist.read_idx(bad)
+
+
+# ----------------------------------------------------------------------------- missing data
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(monkeypatch, tmp_path):
+    empty = tmp_path / "no_debian"
+    empty.mkdir()
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(empty))
+    data_dir = str(tmp_path / "tfds")
+    with pytest.raises(FileNotFoundError) as info:
+        data.load("fashion_mnist", "train", 8, data_dir=data_dir, download=False)
+    message = str(info.value)
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert str(empty) in message and data_dir in message and "manual_dir" in message
+
+    # With downloads allowed but no internet: fails at once, and says so.
+    hosts = []
+    monkeypatch.setattr(data, "_reachable", lambda host, **k: hosts.append(host) or False)
+    with pytest.raises(FileNotFoundError, match="cannot be reached") as info:
+        data.load("fashion_mnist", "train", 8, data_dir=data_dir)
+    assert hosts and "apt-get install dataset-fashion-mnist" in str(info.value)
+
+    # A manual_dir without the files names them.
+    with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.gz") as info:
+        data.load("fashion_mnist", "train", 8, data_dir=data_dir, manual_dir=str(empty))
+    assert str(empty) in str(info.value)
+
+
+def test_missing_downloads_and_manual_files(monkeypatch, tmp_path):
+    data_dir = str(tmp_path / "tfds")
+    monkeypatch.setattr(data, "_reachable", lambda *a, **k: False)
+    with pytest.raises(FileNotFoundError, match="internet") as info:
+        data.load("cifar10", "train", 8, data_dir=data_dir)
+    assert data_dir in str(info.value)
+    with pytest.raises(FileNotFoundError, match="download=False"):
+        data.load("mnist", "test", 8, data_dir=data_dir, download=False)
+    for size in ("32x32", "64x64"):
+        with pytest.raises(FileNotFoundError, match="manual_dir") as info:
+            data.load(f"downsampled_imagenet/{size}", "train", 8, data_dir=data_dir)
+        assert f"train_{size}.tar" in str(info.value) and f"valid_{size}.tar" in str(info.value)
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    (manual / "train_32x32.tar").write_bytes(b"")
+    with pytest.raises(FileNotFoundError) as info:
+        data.load("downsampled_imagenet/32x32", "test", 8, data_dir=data_dir, manual_dir=manual)
+    assert "valid_32x32.tar" in str(info.value) and "train_32x32.tar," not in str(info.value)
+    assert str(manual) in str(info.value)
+    # Downsampled ImageNet's held-out split is "validation"; "test" reads it.
+    assert data._alias_split("downsampled_imagenet/64x64", "test[:10%]") == "validation[:10%]"
+    assert data._alias_split("cifar10", "test[:10%]") == "test[:10%]"
+
+
+def test_unknown_names_list_the_known_ones():
+    for call in (lambda: data.load("cifar100", "train", 8), lambda: data.image_shape("imagenet")):
+        with pytest.raises(ValueError) as info:
+            call()
+        for name in data.KNOWN_DATASETS:
+            assert name in str(info.value)
+        assert "folder:" in str(info.value)
+
+
+def test_image_shapes_without_loading():
+    assert data.image_shape("fashion_mnist") == (28, 28, 1)
+    assert data.image_shape("mnist") == (28, 28, 1)
+    assert data.image_shape("cifar10") == (32, 32, 3)
+    assert data.image_shape("downsampled_imagenet/32x32") == (32, 32, 3)
+    assert data.image_shape("downsampled_imagenet/64x64") == (64, 64, 3)
+    assert set(data.KNOWN_DATASETS) == {
+        "fashion_mnist", "mnist", "cifar10",
+        "downsampled_imagenet/32x32", "downsampled_imagenet/64x64",
+    }
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="batch_size"):
+        data.load("fashion_mnist", "train", 0)
+    with pytest.raises(ValueError, match="limit"):
+        data.load("fashion_mnist", "train", 8, limit=0)
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def _write(path, array, mode=None):
+    Image.fromarray(array, mode=mode).save(path)
+
+
+def test_folder_grey_and_rgb_exact_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, size=(5, 6, 7), dtype=np.uint8)
+    rgb = rng.integers(0, 256, size=(3, 4, 5, 3), dtype=np.uint8)
+    (tmp_path / "grey").mkdir()
+    (tmp_path / "rgb").mkdir()
+    for i, img in enumerate(grey):
+        _write(tmp_path / "grey" / f"{i:02d}.png", img)
+    for i, img in enumerate(rgb):
+        _write(tmp_path / "rgb" / f"img{i}.PNG", img)
+    (tmp_path / "grey" / "notes.txt").write_text("not an image")
+
+    for sub, expected in (("grey", grey[..., None]), ("rgb", rgb)):
+        name = f"folder:{tmp_path / sub}"
+        assert data.image_shape(name) == expected.shape[1:]
+        ds = data.load(name, "train", 2, shuffle=False)
+        assert ds.element_spec.dtype == tf.uint8
+        assert ds.element_spec.shape.as_list() == [None, *expected.shape[1:]]
+        batches = [b.numpy() for b in ds]
+        assert [len(b) for b in batches] == [2] * (len(expected) // 2) + [1] * (len(expected) % 2)
+        np.testing.assert_array_equal(np.concatenate(batches), expected)
+
+
+def test_folder_palette_and_jpeg(tmp_path):
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+    palette = Image.fromarray(img).quantize(16)
+    palette.save(tmp_path / "p.png")
+    (ds,) = list(data.load(f"folder:{tmp_path}", "train", 4, shuffle=False))
+    np.testing.assert_array_equal(ds.numpy()[0], np.asarray(palette.convert("RGB")))
+
+    jpg = tmp_path / "jpg"
+    jpg.mkdir()
+    grey = rng.integers(0, 256, size=(16, 16), dtype=np.uint8)
+    Image.fromarray(grey).save(jpg / "a.jpg", quality=95)
+    (batch,) = list(data.load(f"folder:{jpg}", "train", 4))
+    decoded = np.asarray(Image.open(jpg / "a.jpg"))
+    assert batch.shape == (1, 16, 16, 1)
+    np.testing.assert_array_equal(batch.numpy()[0, ..., 0], decoded)  # PIL's libjpeg decode
+
+
+def test_folder_splits_and_slices(tmp_path):
+    imgs = np.arange(10 * 2 * 2, dtype=np.uint8).reshape(10, 2, 2)
+    for i, img in enumerate(imgs):
+        _write(tmp_path / f"{i}.png", img)
+    name = f"folder:{tmp_path}"
+    head = _as_numpy(data.load(name, "train[:70%]", 100, shuffle=False))[..., 0]
+    tail = _as_numpy(data.load(name, "train[70%:]", 100, shuffle=False))[..., 0]
+    np.testing.assert_array_equal(head, imgs[:7])
+    np.testing.assert_array_equal(tail, imgs[7:])
+    last = _as_numpy(data.load(name, "train[-2:]", 100, shuffle=False))[..., 0]
+    np.testing.assert_array_equal(last, imgs[8:])
+    limited = _as_numpy(data.load(name, "train", 3, shuffle=False, limit=4))[..., 0]
+    np.testing.assert_array_equal(limited, imgs[:4])
+    with pytest.raises(ValueError, match="sub-folder"):
+        data.load(name, "test", 4)
+
+    (tmp_path / "test").mkdir()
+    _write(tmp_path / "test" / "x.png", np.full((3, 3), 200, np.uint8))
+    assert data.image_shape(name, "test") == (3, 3, 1)
+    np.testing.assert_array_equal(_as_numpy(data.load(name, "test", 4)), np.full((1, 3, 3, 1), 200))
+
+
+def test_folder_train_is_shuffled(tmp_path):
+    imgs = np.arange(40, dtype=np.uint8)[:, None, None].repeat(2, 1).repeat(2, 2)
+    for i, img in enumerate(imgs):
+        _write(tmp_path / f"{i:03d}.png", img)
+    train = _as_numpy(data.load(f"folder:{tmp_path}", "train", 8, seed=3))[:, 0, 0, 0]
+    assert sorted(train.tolist()) == list(range(40))
+    assert train.tolist() != list(range(40))
+
+
+def test_bad_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.load(f"folder:{tmp_path / 'nope'}", "train", 4)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="No PNG/JPEG"):
+        data.load(f"folder:{tmp_path / 'empty'}", "train", 4)
+    with pytest.raises(ValueError, match="No PNG/JPEG"):
+        data.image_shape(f"folder:{tmp_path / 'empty'}")
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    _write(mixed / "a.png", np.zeros((4, 4), np.uint8))
+    _write(mixed / "b.png", np.zeros((4, 4), np.uint8))
+    _write(mixed / "c.png", np.zeros((4, 5), np.uint8))
+    with pytest.raises(ValueError, match="one height x width") as info:
+        data.load(f"folder:{mixed}", "train", 4)
+    assert "4x4x1: 2 file" in str(info.value) and "4x5x1: 1 file" in str(info.value)
+
+    channels = tmp_path / "channels"
+    channels.mkdir()
+    _write(channels / "a.png", np.zeros((4, 4), np.uint8))
+    _write(channels / "b.png", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="4x4x3"):
+        data.image_shape(f"folder:{channels}")
+
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint16)).save(deep / "a.png")  # 16-bit grey
+    with pytest.raises(ValueError, match="mode"):
+        data.load(f"folder:{deep}", "train", 4)
+    with pytest.raises(ValueError, match="folder:/path"):
+        data.load("folder:", "train", 4)
+    with pytest.raises(ValueError, match="parse"):
+        folder.parse_split("train[a:b]")
