@@ -17,3 +17,12 @@ def test_ci_runs_the_readme_test_command():
     assert "pytest" in command
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert command in ci_lines
+
+
+def test_ci_runs_the_readme_bazel_targets():
+    readme = (ROOT / "README.md").read_text()
+    command = _bash_blocks(readme.split("## Build and test with Bazel", 1)[1])[0].strip()
+    config = command.rsplit(" test ", 1)[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "apt-get install -y -qq bazel-bootstrap" in command and "apt-get install -y -qq bazel-bootstrap" in ci
+    assert f"test {config})" in ci

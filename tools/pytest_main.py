@@ -73,8 +73,16 @@ def main(argv=None):
     """Run pytest on the given test module; returns pytest's exit status."""
     argv = sys.argv[1:] if argv is None else argv
     sys.dont_write_bytecode = True  # the runfiles tree is not ours to write into
-    import pytest  # pylint: disable=import-outside-toplevel
-
+    try:
+        import pytest  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        sys.stderr.write(
+            f"pytest is not installed for {sys.executable}. Bazel runs the tests on the active "
+            "Python environment (tools/python_env.sh): activate the one that has keras_bdgm's "
+            "dependencies and pytest (e.g. `. .venv/bin/activate`, after "
+            "`pip install -e \".[test]\"`) before running bazel.\n"
+        )
+        return 1
     return int(pytest.main(pytest_args(argv, os.environ)))
 
 
