@@ -28,6 +28,8 @@ setup(
         "importlib_resources",
         "keras-tuner>=1.4",
         "absl-py",
+        # tf.keras.callbacks.TensorBoard writes summaries only with tensorboard installed.
+        "tensorboard",
         "numpy",
         "pillow",
     ],

@@ -44,7 +44,14 @@ FIXED_HEADER_BYTES = _FIXED.size
 
 
 def _unique_weights(model):
-    seen, weights = set(), []
+    """model.weights without duplicates and without metric state (not parameters)."""
+    seen = {
+        id(v)
+        for m in model.submodules
+        if isinstance(m, tf.keras.metrics.Metric)
+        for v in m.variables
+    }
+    weights = []
     for w in model.weights:
         if id(w) not in seen:
             seen.add(id(w))

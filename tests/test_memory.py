@@ -114,3 +114,22 @@ def test_unbuilt_model_is_rejected(tmp_path):
         memory.footprint(model)
     with pytest.raises(ValueError, match="no weights yet"):
         memory.save_packed(model, str(tmp_path / "x"))
+
+
+def test_metric_state_is_not_counted_or_packed(tmp_path):
+    class WithTracker(tf.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = layers.BWNConv2D(2, 3)
+            self.tracker = tf.keras.metrics.Mean("loss")
+
+        def call(self, x):
+            return self.conv(x)
+
+    model = WithTracker()
+    model(np.zeros((1, 4, 4, 1), "float32"))
+    assert len(model.weights) > 3  # Keras lists the tracker's total and count
+    fp = memory.footprint(model)
+    assert (fp.binary_weights, fp.real_parameters) == (18, 4)
+    memory.save_packed(model, str(tmp_path / "m.bdgm"))
+    memory.load_packed(model, str(tmp_path / "m.bdgm"))

@@ -47,6 +47,7 @@ log (1/K) sum_k exp(log p(x, z_k) - log q(z_k | x)) for K > 1, computed in chunk
 
 import math
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -79,9 +80,8 @@ PRESETS = {
     # 28x28x1 (e.g. Fashion-MNIST) at > 50 training images/s on 2 CPU cores.
     "small": {
         "base": "paper",
-        "width": 32,
-        "latent_layers": 3,
-        "z_channels": 4,
+        "width": 48,
+        "latent_layers": 4,
         "processing_blocks": 1,
     },
 }
@@ -180,6 +180,15 @@ class ResNetVAE(GenerativeModel):
 
     # ---------------------------------------------------------------- the network
 
+    def _seed(self, seed=None):
+        """An int32[2] stateless seed: from an int or a pair (reproducible), or drawn
+        from the model's generator `self.rng` when None (fresh, checkpointed noise)."""
+        if seed is None:
+            return self.rng.uniform_full_int([2], dtype=tf.int32)
+        if not tf.is_tensor(seed) and np.ndim(seed) == 0:
+            seed = (0, int(seed))  # TFP treats a bare int as stateful; make it reproducible
+        return tfp.random.sanitize_seed(seed)
+
     @staticmethod
     def _scale_pixels(x):
         return x / 127.5 - 1.0
@@ -206,8 +215,8 @@ class ResNetVAE(GenerativeModel):
         first; without, z is drawn from the prior (scales times `temperature`).
         """
         n = self.num_latent_layers
-        seeds = [None] * n if seed is None else tfp.random.split_seed(seed, n=n)
-        h2, w2, z_ch = self.latent_shape
+        seeds = tfp.random.split_seed(self._seed(seed), n=n)
+        h2, w2, _ = self.latent_shape
         d = tf.zeros([batch_size, h2, w2, self.hparams["width"]])
         kls = [None] * n
         for l in reversed(range(n)):
@@ -230,7 +239,9 @@ class ResNetVAE(GenerativeModel):
         return DiscretizedLogistic(means, tf.exp(self.log_scale))
 
     def _forward(self, x_scaled, training=False, seed=None):
-        """One posterior sample: (log p(x|z) [B], KL maps per layer, logistic means)."""
+        """One posterior sample: (log p(x|z) [B], KL maps per layer, logistic means).
+
+        `seed`: an int, a pair or None, as in `_seed`."""
         up = self._bottom_up(x_scaled, training=training)
         means, kls = self._top_down(tf.shape(x_scaled)[0], up, seed=seed, training=training)
         log_px = tf.reduce_sum(self.likelihood(means).log_prob(x_scaled), axis=[1, 2, 3])
@@ -286,7 +297,7 @@ class ResNetVAE(GenerativeModel):
         Args:
           x: uint8 images [N, H, W, C].
           num_samples: K >= 1.
-          seed: an int or stateless seed for reproducible bounds; None draws fresh noise.
+          seed: an int or a pair of ints for a reproducible bound; None draws fresh noise.
           samples_per_chunk: samples per image evaluated at once.
         """
         num_samples = int(num_samples)
@@ -301,7 +312,7 @@ class ResNetVAE(GenerativeModel):
             raise ValueError(f"samples_per_chunk must be >= 1, got {samples_per_chunk}.")
         up = self._bottom_up_fn(x)
         starts = range(0, num_samples, samples_per_chunk)
-        seeds = tfp.random.split_seed(tfp.random.sanitize_seed(seed), n=len(starts))
+        seeds = tfp.random.split_seed(self._seed(seed), n=len(starts))
         chunk_bounds = []
         for start, chunk_seed in zip(starts, tf.unstack(seeds)):
             k = min(samples_per_chunk, num_samples - start)
@@ -322,8 +333,7 @@ class ResNetVAE(GenerativeModel):
             raise ValueError(f"n must be >= 1, got {n!r}.")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
-        seed = tfp.random.sanitize_seed(seed)
-        latent_seed, pixel_seed = tfp.random.split_seed(seed, n=2)
+        latent_seed, pixel_seed = tfp.random.split_seed(self._seed(seed), n=2)
         means, _ = self._top_down(int(n), seed=latent_seed, temperature=float(temperature))
         likelihood = self.likelihood(means)
         pixels = likelihood.sample(seed=pixel_seed) if sample_pixels else likelihood.mode()
@@ -332,7 +342,7 @@ class ResNetVAE(GenerativeModel):
     def reconstruct(self, x, seed=None):
         """x -> z ~ q(z | x) -> the likelihood's mode, uint8 like x."""
         x = self._scale_pixels(self.check_images(x))
-        _, _, means = self._forward(x, seed=tfp.random.sanitize_seed(seed))
+        _, _, means = self._forward(x, seed=seed)
         return _to_uint8(self.likelihood(means).mode())
 
     # ---------------------------------------------------------------- serialization
