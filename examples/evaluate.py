@@ -17,10 +17,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A model_dir written by train.py.", required=True)
 flags.DEFINE_string("dataset", None, "Dataset (default: the one in report.json).")
 flags.DEFINE_string("split", "test", "Split to evaluate.")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_integer("batch_size", None, "Batch size (default: the report's, which with its seed reproduces its figure).")
 flags.DEFINE_integer("num_samples", 1, "Importance samples per image (1 = the training bound).")
 flags.DEFINE_integer("eval_examples", None, "Evaluate this many images (default: the report's setting, else all).")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
+flags.DEFINE_integer("seed", None, "Noise seed (default: the report's, so its figure is reproduced).")
 
 
 def main(argv):
@@ -32,9 +33,11 @@ def main(argv):
         raise app.UsageError(f"No report.json in {FLAGS.model_dir}; pass --dataset.")
     model = experiment.load_model(FLAGS.model_dir)
     examples = FLAGS.eval_examples or report.get("eval_examples")
-    ds = data.load(dataset, FLAGS.split, batch_size=FLAGS.batch_size, shuffle=False,
+    batch_size = FLAGS.batch_size or report.get("batch_size", 64)
+    ds = data.load(dataset, FLAGS.split, batch_size=batch_size, shuffle=False,
                    data_dir=FLAGS.data_dir, limit=examples)
-    bpd = experiment.evaluate_bits_per_dim(model, ds, num_samples=FLAGS.num_samples)
+    seed = FLAGS.seed if FLAGS.seed is not None else report.get("seed", 0)
+    bpd = experiment.evaluate_bits_per_dim(model, ds, num_samples=FLAGS.num_samples, seed=seed)
     print(json.dumps({"dataset": dataset, "split": FLAGS.split, "num_samples": FLAGS.num_samples,
                       "bits_per_dim": bpd}))
 

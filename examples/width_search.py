@@ -7,6 +7,8 @@ Each trial trains with examples/train.py's logic, is scored by validation bits/d
 10% of the training split) and reports its memory.
 """
 
+import json
+
 import keras_bdgm  # noqa: F401
 from absl import app, flags
 
@@ -26,6 +28,7 @@ flags.DEFINE_integer("eval_examples", 1000, "Validation images per trial.")
 flags.DEFINE_string("model_dir", "runs/width_search", "Where the trials go.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("overrides", "{}", "JSON dict of preset overrides applied to every trial.")
 
 
 def main(argv):
@@ -34,7 +37,7 @@ def main(argv):
         model=FLAGS.model, preset=FLAGS.preset, dataset=FLAGS.dataset, epochs=FLAGS.epochs,
         steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size,
         model_dir=FLAGS.model_dir, data_dir=FLAGS.data_dir, eval_examples=FLAGS.eval_examples,
-        seed=FLAGS.seed, verbose=2,
+        seed=FLAGS.seed, verbose=2, overrides=json.loads(FLAGS.overrides),
     )
     tuner = tuning.WidthSearch(
         config, widths=[int(w) for w in FLAGS.widths], precisions=FLAGS.precisions, max_trials=FLAGS.max_trials

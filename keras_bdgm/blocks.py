@@ -16,6 +16,7 @@ block is exactly the identity.
     h = GatedResidualBlock(96, precision="w1a32")(h, context=c)
 """
 
+import numpy as np
 import tensorflow as tf
 
 from keras_bdgm.layers import conv2d_for_precision
@@ -59,7 +60,13 @@ class _PrecisionBlock(tf.keras.layers.Layer):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
         self._act = activation_for_precision(self.precision)
         use_dropout = self.precision == "w32a32" and self.dropout > 0
-        self._dropout = tf.keras.layers.Dropout(self.dropout) if use_dropout else None
+        # Dropout masks come from this block's own tf.random.Generator, which checkpoints
+        # save with the model (Keras's Dropout keeps no state there), so a resumed run
+        # draws the masks an uninterrupted one would. Seeded from numpy, which
+        # tf.keras.utils.set_random_seed seeds.
+        self._dropout_rng = (
+            tf.random.Generator.from_seed(int(np.random.randint(2**31 - 1))) if use_dropout else None
+        )
 
     def _conv(self, filters, kernel_size, init_scale, name):
         return conv2d_for_precision(
@@ -67,7 +74,11 @@ class _PrecisionBlock(tf.keras.layers.Layer):
         )
 
     def _maybe_dropout(self, h, training):
-        return self._dropout(h, training=training) if self._dropout is not None else h
+        """Inverted dropout at w32a32 when training: zero with probability `dropout`."""
+        if self._dropout_rng is None or not training:
+            return h
+        keep = self._dropout_rng.uniform(tf.shape(h), dtype=h.dtype) >= self.dropout
+        return tf.where(keep, h / (1.0 - self.dropout), tf.zeros_like(h))
 
     def get_config(self):
         return {

@@ -88,6 +88,9 @@ def get_strategy(name="default", tpu=None):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        if not tf.config.list_logical_devices("GPU"):
+            # Without GPUs, mirror over every logical CPU device (one unless configured).
+            return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
@@ -106,7 +109,8 @@ def backup_dir(model_dir):
 
 def completed_epochs(model_dir):
     """Epochs already finished by an interrupted run in `model_dir` (0 if none)."""
-    latest = tf.train.latest_checkpoint(backup_dir(model_dir))
+    # BackupAndRestore writes under <backup>/chief (the chief worker's copy).
+    latest = tf.train.latest_checkpoint(os.path.join(backup_dir(model_dir), "chief"))
     if latest is None:
         return 0
     reader = tf.train.load_checkpoint(latest)
@@ -221,12 +225,16 @@ def _init_batch(config, spec):
     return next(iter(ds))
 
 
-def evaluate_bits_per_dim(model, dataset, num_samples=1):
-    """Mean per-image bits/dim of `model` over a dataset of uint8 image batches."""
+def evaluate_bits_per_dim(model, dataset, num_samples=1, seed=0):
+    """Mean per-image bits/dim of `model` over a dataset of uint8 image batches.
+
+    Batch i draws its noise from seed (seed, i), so the figure is reproducible.
+    """
     total, count = 0.0, 0
-    for batch in dataset:
+    for i, batch in enumerate(dataset):
         images = batch["image"] if isinstance(batch, dict) else batch
-        bpd = np.asarray(model.bits_per_dim(images, num_samples=num_samples), np.float64)
+        bpd = model.bits_per_dim(images, num_samples=num_samples, seed=(seed, i))
+        bpd = np.asarray(bpd, np.float64)
         total += bpd.sum()
         count += bpd.size
     if count == 0:
@@ -280,7 +288,7 @@ def train(config: TrainConfig, callbacks=()):
             f"Training produced non-finite weights; nothing was written to {config.model_dir} "
             "beyond its checkpoints. Lower --learning_rate or check the data."
         )
-    test_bpd = evaluate_bits_per_dim(model, _eval_dataset(config))
+    test_bpd = evaluate_bits_per_dim(model, _eval_dataset(config), seed=config.seed)
     samples = np.asarray(model.sample(config.num_samples_grid, seed=config.seed))
     image_grid.write_png(os.path.join(config.model_dir, SAMPLES_FILE), image_grid.image_grid(samples))
     model.save(os.path.join(config.model_dir, KERAS_FILE))

@@ -164,9 +164,12 @@ class GenerativeModel(tf.keras.Model):
         """Per-image log-likelihood (bound) in nats."""
         raise NotImplementedError
 
-    def bits_per_dim(self, x, num_samples=1):
-        """Per-image negative log-likelihood (bound) in bits per dimension."""
-        return self.nats_to_bits_per_dim(-self.log_prob(x, num_samples=num_samples))
+    def bits_per_dim(self, x, num_samples=1, **kwargs):
+        """Per-image negative log-likelihood (bound) in bits per dimension.
+
+        Extra arguments (e.g. `seed`) go to `log_prob`.
+        """
+        return self.nats_to_bits_per_dim(-self.log_prob(x, num_samples=num_samples, **kwargs))
 
     def check_images(self, x):
         """float32 pixels 0..255 of a batch, after checking shape and values."""

@@ -126,3 +126,12 @@ def test_bad_block_arguments():
         blocks.ResidualBlock(4)(np.zeros((1, 3, 4), "float32"))
     with pytest.raises(ValueError, match="context=True"):
         blocks.GatedResidualBlock(4, context=True)(np.zeros((1, 3, 3, 4), "float32"))
+
+
+def test_dropout_zeroes_at_its_rate_and_rescales():
+    block = blocks.ResidualBlock(4, precision="w32a32", dropout=0.25)
+    h = tf.ones((64, 8, 8, 4))
+    out = block._maybe_dropout(h, training=True).numpy()
+    assert abs((out == 0).mean() - 0.25) < 0.02
+    np.testing.assert_allclose(out[out != 0], 1 / 0.75, rtol=1e-6)
+    np.testing.assert_array_equal(block._maybe_dropout(h, training=False).numpy(), h.numpy())
