@@ -116,8 +116,8 @@ class GenerativeModel(tf.keras.Model):
 
     Subclasses implement `compute_losses(x, training)` (x: float32 pixels 0..255) and
     `log_prob(x, num_samples)`; they list their loss names in `loss_names`, the first
-    being the objective `bits_per_dim`. They draw random noise from `self.rng`
-    (a `tf.random.Generator`), so resumed training is reproducible.
+    being the objective `bits_per_dim`. They draw random noise with stateless ops seeded
+    by `noise_seed()`, so resumed training is reproducible.
 
     Args:
       image_shape: (H, W, C) of the 8-bit images.
@@ -134,14 +134,37 @@ class GenerativeModel(tf.keras.Model):
             raise ValueError(f"image_shape must be (height, width, channels), got {image_shape!r}.")
         self.clip_norm = float(clip_norm)
         self.skip_threshold = float(skip_threshold)
-        # Training noise (dequantization, latent samples) comes from this generator: its
-        # state is checkpointed with the model (not a weight), so a run resumed by
-        # BackupAndRestore draws the same noise as an uninterrupted one. Seeded from numpy,
-        # which tf.keras.utils.set_random_seed seeds.
+        # Training noise (dequantization, latent samples) comes from `noise_seed()`: this
+        # generator's state is checkpointed with the model (not a weight), so a run resumed
+        # by BackupAndRestore draws the same noise as an uninterrupted one. Seeded from
+        # numpy, which tf.keras.utils.set_random_seed seeds.
         self.rng = tf.random.Generator.from_seed(int(np.random.randint(2**31 - 1)))
+        self._base_seed = int(np.random.randint(2**31 - 1))
+        self._replica_draws = 0
         self._loss_trackers = [tf.keras.metrics.Mean(name) for name in self.loss_names]
         self._skipped_tracker = tf.keras.metrics.Sum("skipped_steps")
         self._grad_norm_tracker = tf.keras.metrics.Mean("grad_norm")
+
+    def noise_seed(self):
+        """A fresh int32[2] seed for stateless random ops (`tf.random.stateless_*`).
+
+        On one device it comes from `self.rng`. Inside a multi-replica step (where a
+        shared generator's state updates would be synchronized across replicas in an
+        order the replicas need not agree on) it is (base seed + draw index,
+        step * replicas + replica id): distinct per replica, step and call site, and
+        restored with the optimizer's step on resume.
+        """
+        ctx = tf.distribute.get_replica_context()
+        strategy = tf.distribute.get_strategy()
+        if ctx is None or strategy.num_replicas_in_sync == 1 or self.optimizer is None:
+            return self.rng.uniform_full_int([2], dtype=tf.int32)
+        self._replica_draws += 1  # at trace time: one constant per call site
+        step = tf.cast(self.optimizer.iterations, tf.int32)
+        replica = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+        return tf.stack([
+            tf.constant((self._base_seed + self._replica_draws) % (2**31 - 1), tf.int32),
+            step * strategy.num_replicas_in_sync + replica,
+        ])
 
     @property
     def num_dims(self) -> int:

@@ -138,23 +138,22 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from keras_bdgm import experiment
-    dataset, root, tiny = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    for model in ("flowpp", "resnet_vae"):
-        report = experiment.train(experiment.TrainConfig(
-            model=model, precision="w1a1", dataset=dataset, epochs=1, steps_per_epoch=3, batch_size=8,
-            eval_examples=8, model_dir=f"{root}/{model}", strategy="mirrored", overrides=tiny[model],
-            verbose=0, num_samples_grid=4))
-        print("REPORT", model, report["replicas"], report["train_bits_per_dim"][0], report["test_bits_per_dim"])
+    dataset, root, model, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    report = experiment.train(experiment.TrainConfig(
+        model=model, precision="w1a1", dataset=dataset, epochs=1, steps_per_epoch=3, batch_size=8,
+        eval_examples=8, model_dir=f"{root}/{model}", strategy="mirrored", overrides=overrides,
+        verbose=0, num_samples_grid=4))
+    print("REPORT", model, report["replicas"], report["train_bits_per_dim"][0], report["test_bits_per_dim"])
 """)
 
 
-def test_mirrored_strategy_over_two_cpus_trains_each_model(png_folder, tmp_path):
-    out = _run(["-c", MIRRORED_SCRIPT, png_folder, str(tmp_path), json.dumps(TINY)])
-    rows = [l.split() for l in out.stdout.splitlines() if l.startswith("REPORT")]
-    assert [r[1] for r in rows] == ["flowpp", "resnet_vae"]
-    for row in rows:
-        assert row[2] == "2"
-        assert all(np.isfinite(float(v)) for v in row[3:])
+@pytest.mark.parametrize("model", ["flowpp", "resnet_vae"])
+def test_mirrored_strategy_over_two_cpus_trains_each_model(model, png_folder, tmp_path):
+    """One process per model, as a training job would run."""
+    out = _run(["-c", MIRRORED_SCRIPT, png_folder, str(tmp_path), model, json.dumps(TINY[model])])
+    row = next(l for l in out.stdout.splitlines() if l.startswith("REPORT")).split()
+    assert row[1] == model and row[2] == "2"  # two replicas
+    assert all(np.isfinite(float(v)) for v in row[3:])
 
 
 def test_width_search_runs_two_trials_and_prints_table(png_folder, tmp_path):

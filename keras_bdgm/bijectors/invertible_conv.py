@@ -26,6 +26,22 @@ tfb = tfp.bijectors
 _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
 
 
+@tf.custom_gradient
+def log_abs_det(matrix):
+    """log|det M| of square matrices [..., n, n], XLA-compilable.
+
+    Computed as sum log|diag R| of M = QR (`tf.linalg.slogdet` has no XLA kernel); the
+    gradient is M^{-T}.
+    """
+    r = tf.linalg.qr(matrix).r
+    value = tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(r))), axis=-1)
+
+    def grad(upstream):
+        return upstream[..., None, None] * tf.linalg.matrix_transpose(tf.linalg.inv(matrix))
+
+    return value, grad
+
+
 @_serializable
 class InvConvParams(tf.keras.layers.Layer):
     """The kernel [G, c, c] of `InvertibleConv1x1`, initialized to identity + noise.
@@ -91,7 +107,8 @@ class InvertibleConv1x1(tfb.Bijector):
     def _ldj(self, t):
         shape = tf.shape(t)
         pixels = tf.cast(shape[-3] * shape[-2], t.dtype)
-        log_det = tf.reduce_sum(tf.linalg.slogdet(self.params.kernel)[1])
+        # A tensor, not the variable: custom_gradient must not see a (mirrored) variable.
+        log_det = tf.reduce_sum(log_abs_det(tf.convert_to_tensor(self.params.kernel)))
         return tf.broadcast_to(pixels * log_det, shape[:-3])
 
     def _forward_log_det_jacobian(self, x):

@@ -12,17 +12,22 @@ A `tfb.Chain` of `tfb.Scale`, `tfb.Shift` and `tfb.Invert(tfb.Sigmoid())`.
     ldj = pre.forward_log_det_jacobian(x + u, event_ndims=3)
 """
 
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfb = tfp.bijectors
 
 
-def logit_preprocess(alpha=0.05, num_bins=256, name="logit_preprocess"):
+def logit_preprocess(alpha=0.05, num_bins=256, dtype=tf.float32, name="logit_preprocess"):
     """The bijector [0, num_bins] -> R, y = logit(alpha + (1 - 2 alpha) x / num_bins)."""
     alpha = float(alpha)
     if not 0.0 <= alpha < 0.5:
         raise ValueError(f"alpha must be in [0, 0.5), got {alpha!r}.")
     return tfb.Chain(
-        [tfb.Invert(tfb.Sigmoid()), tfb.Shift(alpha), tfb.Scale((1.0 - 2.0 * alpha) / num_bins)],
+        [
+            tfb.Invert(tfb.Sigmoid()),
+            tfb.Shift(tf.constant(alpha, dtype)),
+            tfb.Scale(tf.constant((1.0 - 2.0 * alpha) / num_bins, dtype)),
+        ],
         name=name,
     )

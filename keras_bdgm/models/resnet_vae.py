@@ -182,9 +182,9 @@ class ResNetVAE(GenerativeModel):
 
     def _seed(self, seed=None):
         """An int32[2] stateless seed: from an int or a pair (reproducible), or drawn
-        from the model's generator `self.rng` when None (fresh, checkpointed noise)."""
+        from `self.noise_seed()` when None (fresh, checkpointed noise)."""
         if seed is None:
-            return self.rng.uniform_full_int([2], dtype=tf.int32)
+            return self.noise_seed()
         if not tf.is_tensor(seed) and np.ndim(seed) == 0:
             seed = (0, int(seed))  # TFP treats a bare int as stateful; make it reproducible
         return tfp.random.sanitize_seed(seed)

@@ -1,0 +1,252 @@
+"""Flow++ (Ho et al., 2019) with binary residual layers (Bird et al., 2021) as a Keras model.
+
+Dequantized pixels y = x + u, u ~ q(u | x) from the dequantization flow, go through the
+main flow (data -> latent):
+
+    logit preprocess -> stripe split -> n1 steps -> merge -> squeeze -> channel split
+    -> n2 steps -> merge -> stripe split -> n3 steps -> merge -> z ~ N(0, I)
+
+(steps: Normalize -> invertible 1x1 conv -> mixture-logistic coupling -> swap halves;
+Flow++: n = 4, 2, 3). The training loss is the variational bound in bits per dimension:
+
+    loss = -(log N(z) + log|det main| + log|det dequant| - log N(eps)) / (D ln 2)
+
+`model.flow` is the generative map z -> y in [0, 256) as one `tfb.Bijector`, so
+`tfd.TransformedDistribution(model.prior, model.flow)` is the continuous density.
+
+#### Examples
+
+    model = FlowPlusPlus((28, 28, 1), precision="w1a1", preset="small")
+    keras_bdgm.initialize(model, images[:256])
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+    model.fit(tf.data.Dataset.from_tensor_slices(images).batch(64), epochs=1)
+    model.bits_per_dim(test_images)        # per image, single-sample bound
+    samples = model.sample(16)             # uint8 [16, 28, 28, 1]
+
+#### References
+[1] Ho et al. Flow++. 2019. https://arxiv.org/abs/1902.00275
+[2] Bird, Kingma, Barber. Reducing the Computational Cost of Deep Generative Models with
+    Binary Neural Networks. ICLR 2021. https://arxiv.org/abs/2010.13476
+"""
+
+import math
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from keras_bdgm.bijectors import (
+    CouplingSteps, Dequantizer, chain, channel_split, forward_and_log_det, logit_preprocess,
+    squeeze, standard_normal_log_prob, stripe_split,
+)
+from keras_bdgm.precision import parse as parse_precision
+from keras_bdgm.presets import resolve
+from keras_bdgm.training import GenerativeModel
+
+tfb, tfd = tfp.bijectors, tfp.distributions
+_serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
+
+PRESETS = {
+    # 32x32x3 in the paper: 33.56M parameters.
+    "paper": {
+        "couplings": (4, 2, 3),       # coupling steps per stage of the main flow
+        "width": 120,
+        "num_blocks": 10,
+        "num_components": 8,
+        "dequant_couplings": 4,
+        "dequant_width": 120,
+        "dequant_blocks": 2,
+        "context_width": 32,
+        "context_blocks": 3,
+        "dropout": 0.2,
+    },
+    # 28x28x1, trains on 2 CPU cores.
+    "small": {
+        "base": "paper",
+        "couplings": (2, 2, 2),
+        "width": 32,
+        "num_blocks": 2,
+        "num_components": 4,
+        "dequant_couplings": 2,
+        "dequant_width": 16,
+        "dequant_blocks": 1,
+        "context_width": 16,
+        "context_blocks": 1,
+        "dropout": 0.0,
+    },
+}
+
+_KERAS_KWARGS = ("name", "trainable", "dtype")
+
+
+@_serializable
+class MainFlow(tf.keras.layers.Layer):
+    """The main flow's variables (three stages of coupling steps) and its bijectors."""
+
+    def __init__(self, image_shape, couplings=(4, 2, 3), width=120, num_blocks=10, num_components=8,
+                 precision="w32a32", dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.couplings = tuple(int(n) for n in couplings)
+        if len(self.couplings) != 3 or min(self.couplings) < 0:
+            raise ValueError(f"couplings must be 3 non-negative step counts, got {couplings!r}.")
+        h, w, c = self.image_shape
+        self.width, self.num_blocks, self.num_components = int(width), int(num_blocks), int(num_components)
+        self.precision, self.dropout = parse_precision(precision).name, float(dropout)
+        net = dict(width=self.width, num_blocks=self.num_blocks, num_components=self.num_components,
+                   precision=self.precision, dropout=self.dropout)
+        self.stages = [
+            CouplingSteps((h, w // 2, 2 * c), self.couplings[0], name="stage_0", **net),
+            CouplingSteps((h // 2, w // 2, 4 * c), self.couplings[1], name="stage_1", **net),
+            CouplingSteps((h // 2, w // 4, 8 * c), self.couplings[2], name="stage_2", **net),
+        ]
+
+    @property
+    def latent_shape(self):
+        h, w, c = self.image_shape
+        return (h // 2, w // 2, 4 * c)
+
+    def bijectors(self, training=False):
+        """The main flow y in [0, 256) -> z, in forward order."""
+        h, w, c = self.image_shape
+        split0 = stripe_split(self.image_shape, name="stripe_split_0")
+        split1 = channel_split(name="channel_split_1")
+        split2 = stripe_split(self.latent_shape, name="stripe_split_2")
+        return [
+            logit_preprocess(),
+            split0, *self.stages[0].bijectors(training=training), tfb.Invert(split0),
+            squeeze(self.image_shape),
+            split1, *self.stages[1].bijectors(training=training), tfb.Invert(split1),
+            split2, *self.stages[2].bijectors(training=training), tfb.Invert(split2),
+        ]
+
+    def get_config(self):
+        return {
+            **super().get_config(), "image_shape": list(self.image_shape), "couplings": list(self.couplings),
+            "width": self.width, "num_blocks": self.num_blocks, "num_components": self.num_components,
+            "precision": self.precision, "dropout": self.dropout,
+        }
+
+
+def _normal(shape, seed, model):
+    """Standard normal noise: fresh from `model.noise_seed()` or, with a seed, reproducible."""
+    if seed is None:
+        return tf.random.stateless_normal(shape, seed=model.noise_seed())
+    seed = tf.cast(tf.reshape(tf.convert_to_tensor(seed), [-1])[:2] if not isinstance(seed, int)
+                   else tf.constant([seed, 0]), tf.int32)
+    seed = tf.pad(seed, [[0, 2 - tf.size(seed)]])
+    return tf.random.stateless_normal(shape, seed=seed)
+
+
+@_serializable
+class FlowPlusPlus(GenerativeModel):
+    """Flow++ with variational dequantization for 8-bit images [N, H, W, C].
+
+    Args:
+      image_shape: (H, W, C) with H even and W divisible by 4.
+      precision: "w32a32", "w1a32" or "w1a1" (the residual blocks' weights/activations).
+      preset: "paper" (32x32x3 CIFAR-10 model) or "small"; see `PRESETS`.
+      clip_norm, skip_threshold: of the training step (skip updates with norm > 100).
+      **overrides: preset fields to change (e.g. width=16, couplings=(1, 1, 1)), or the Keras
+        arguments name / trainable / dtype.
+
+    Raises:
+      ValueError: unknown preset or override, bad precision or image shape.
+    """
+
+    def __init__(self, image_shape, precision="w32a32", preset="small", clip_norm=1.0,
+                 skip_threshold=100.0, **overrides):
+        keras_kwargs = {k: overrides.pop(k) for k in _KERAS_KWARGS if k in overrides}
+        super().__init__(image_shape, clip_norm=clip_norm, skip_threshold=skip_threshold, **keras_kwargs)
+        h, w, c = self.image_shape
+        if h % 2 or w % 4:
+            raise ValueError(
+                f"FlowPlusPlus needs an even image height and a width divisible by 4 (for the "
+                f"squeeze and stripe splits), got image_shape {self.image_shape}; pad or crop "
+                "the images."
+            )
+        self.precision = parse_precision(precision).name
+        self.preset = preset
+        self.overrides = dict(overrides)
+        self.config = resolve(PRESETS, preset, overrides, model="FlowPlusPlus")
+        cfg = self.config
+        self.main = MainFlow(self.image_shape, cfg["couplings"], cfg["width"], cfg["num_blocks"],
+                             cfg["num_components"], self.precision, cfg["dropout"], name="main_flow")
+        self.dequantizer = Dequantizer(
+            self.image_shape, cfg["dequant_couplings"], cfg["dequant_width"], cfg["dequant_blocks"],
+            cfg["num_components"], self.precision, cfg["dropout"], cfg["context_width"],
+            cfg["context_blocks"], name="dequantizer",
+        )
+        with tf.init_scope():  # create every variable now, so weights can be loaded at once
+            self._log_weights(tf.zeros((1, *self.image_shape)), training=False, seed=0)
+        self.built = True
+
+    @property
+    def latent_shape(self):
+        """Shape of z: (H/2, W/2, 4C)."""
+        return self.main.latent_shape
+
+    @property
+    def prior(self):
+        """N(0, I) over z, as a distribution with event shape `latent_shape`."""
+        return tfd.Independent(tfd.Normal(tf.zeros(self.latent_shape), 1.0), reinterpreted_batch_ndims=3)
+
+    @property
+    def flow(self):
+        """The generative bijector z -> dequantized pixels y in [0, 256) (one tfb.Bijector)."""
+        return tfb.Invert(chain(self.main.bijectors(training=False), name="main_flow"), name="flowpp")
+
+    def _log_weights(self, x, training, seed=None):
+        """log p(x + u) - log q(u | x) per image, u from the dequantizer (x: float pixels)."""
+        eps = _normal(tf.shape(x), seed, self)
+        u, log_q = self.dequantizer.sample(x, eps, training=training)
+        z, ldj = forward_and_log_det(self.main.bijectors(training=training), x + u)
+        return standard_normal_log_prob(z) + ldj - log_q
+
+    def call(self, inputs, training=None):
+        """Per-image single-sample negative bound in bits per dimension."""
+        x = self.check_images(inputs)
+        return self.nats_to_bits_per_dim(-self._log_weights(x, training=bool(training)))
+
+    def compute_losses(self, x, training=False):
+        bpd = self.nats_to_bits_per_dim(-self._log_weights(x, training=training))
+        return {"bits_per_dim": tf.reduce_mean(bpd)}
+
+    def log_prob(self, x, num_samples=1, seed=None):
+        """Per-image log-likelihood bound in nats, importance-weighted over num_samples.
+
+            log p(x) >= log (1/S) sum_s p(x + u_s) / q(u_s | x),   u_s ~ q(u | x)
+
+        Args:
+          x: uint8 images [N, H, W, C].
+          num_samples: S >= 1 (S = 1 is the variational bound).
+          seed: int (or pair of ints) to fix the dequantization noise; None draws fresh noise.
+        """
+        num_samples = int(num_samples)
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        x = self.check_images(x)
+        n = tf.shape(x)[0]
+        tiled = tf.tile(x, [num_samples, 1, 1, 1])
+        log_w = tf.reshape(self._log_weights(tiled, training=False, seed=seed), [num_samples, n])
+        return tf.reduce_logsumexp(log_w, axis=0) - math.log(num_samples)
+
+    def sample(self, n, temperature=1.0, seed=None):
+        """n images, uint8 [n, H, W, C], from z ~ N(0, temperature^2 I) through `flow`."""
+        z = _normal((int(n), *self.latent_shape), seed, self) * temperature
+        y = self.flow.forward(z)
+        return tf.cast(tf.clip_by_value(tf.floor(y), 0.0, 255.0), tf.uint8)
+
+    def data_dependent_init(self, x):
+        """The init pass of `keras_bdgm.initialize`: one eager forward pass on x."""
+        self._log_weights(self.check_images(x), training=False)
+
+    def get_config(self):
+        return {
+            "image_shape": list(self.image_shape), "precision": self.precision, "preset": self.preset,
+            "clip_norm": self.clip_norm, "skip_threshold": self.skip_threshold, "name": self.name,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides.items()},
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,202 @@
+"""FlowPlusPlus: invertibility, likelihood sanity, training, serialization, sizes, inputs."""
+
+import math
+
+import keras_bdgm
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from keras_bdgm import bijectors as kb
+from keras_bdgm.memory import footprint, load_packed, save_packed
+from keras_bdgm.models import FlowPlusPlus
+from keras_bdgm.models.flowpp import PRESETS
+
+tfd = tfp.distributions
+PRECISIONS = ["w32a32", "w1a32", "w1a1"]
+TINY = dict(couplings=(1, 1, 1), width=8, num_blocks=1, num_components=3, dequant_couplings=1,
+            dequant_width=8, dequant_blocks=1, context_width=8, context_blocks=1)
+SHAPE = (8, 8, 1)
+
+
+def _tiny(precision, **kw):
+    return FlowPlusPlus(SHAPE, precision=precision, preset="small", **{**TINY, **kw})
+
+
+def _images(n=8, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, *SHAPE), dtype=np.uint8)
+
+
+def _structured_images():
+    """8 fixed images with strong structure (a learnable, low-entropy data set)."""
+    base = np.zeros((8, *SHAPE), np.uint8)
+    for i in range(8):
+        base[i, :, : 2 + (i % 4) * 2] = 200
+        base[i, i % 8] = 60
+    return base
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_image_to_latent_to_image(precision):
+    model = _tiny(precision)
+    x = _images()
+    keras_bdgm.initialize(model, x)
+    xf = tf.cast(x, tf.float32)
+    u, _ = model.dequantizer.sample(xf, tf.random.normal(xf.shape))
+    y = xf + u
+    assert np.all((u.numpy() > 0) & (u.numpy() < 1))
+    flow = model.flow
+    z = flow.inverse(y)
+    assert z.shape == (8, *model.latent_shape)
+    y_back = flow.forward(tf.identity(z))
+    np.testing.assert_allclose(y_back.numpy(), y.numpy(), atol=1e-4 * 256, rtol=1e-4)
+    assert np.abs(y_back.numpy() - y.numpy()).max() < 2e-3
+    # The continuous density of TFP's TransformedDistribution is the main-flow part of log_prob.
+    density = tfd.TransformedDistribution(model.prior, flow).log_prob(y)
+    z2, ldj = kb.forward_and_log_det(model.main.bijectors(), y)
+    np.testing.assert_allclose(density.numpy(), (kb.standard_normal_log_prob(z2) + ldj).numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_log_prob_finite_and_about_8_bits_on_uniform_pixels(precision):
+    model = _tiny(precision)
+    x = _images(16)
+    keras_bdgm.initialize(model, x)
+    log_prob = model.log_prob(x).numpy()
+    assert log_prob.shape == (16,) and np.all(np.isfinite(log_prob))
+    bpd = -log_prob / (64 * math.log(2))
+    assert abs(bpd.mean() - 8.0) < 0.5
+    assert abs(model.bits_per_dim(x).numpy().mean() - 8.0) < 0.5
+    # Importance weighting: finite, and the same seed gives the same estimate.
+    iw = model.log_prob(x, num_samples=4, seed=7).numpy()
+    assert iw.shape == (16,) and np.all(np.isfinite(iw))
+    np.testing.assert_array_equal(model.log_prob(x, num_samples=4, seed=7).numpy(), iw)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_fit_lowers_bits_per_dim(precision):
+    model = _tiny(precision)
+    x = _structured_images()
+    keras_bdgm.initialize(model, x)
+    before = model.bits_per_dim(x, num_samples=1).numpy().mean()
+    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3))
+    history = model.fit(tf.data.Dataset.from_tensor_slices(x).batch(8).repeat(), steps_per_epoch=150,
+                        epochs=1, verbose=0)
+    after = model.bits_per_dim(x).numpy().mean()
+    assert set(history.history) >= {"bits_per_dim", "skipped_steps", "grad_norm"}
+    print(f"bits/dim {before:.2f} -> {after:.2f}")
+    assert np.isfinite(after) and after < before - 1.5, (before, after)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_keras_and_packed_round_trips_give_identical_log_prob(precision, tmp_path):
+    model = _tiny(precision)
+    x = _images()
+    keras_bdgm.initialize(model, x)
+    for v in model.trainable_variables:  # move away from init so a missed weight shows
+        v.assign_add(0.01 * tf.random.normal(v.shape))
+    expected = model.log_prob(x, seed=3).numpy()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = tf.keras.models.load_model(path)
+    assert isinstance(loaded, FlowPlusPlus) and loaded.precision == precision
+    np.testing.assert_array_equal(loaded.log_prob(x, seed=3).numpy(), expected)
+    packed = str(tmp_path / "m.bdgm")
+    save_packed(model, packed)
+    fresh = _tiny(precision)
+    assert not np.array_equal(fresh.log_prob(x, seed=3).numpy(), expected)
+    load_packed(fresh, packed)
+    got = fresh.log_prob(x, seed=3).numpy()
+    if precision == "w32a32":
+        np.testing.assert_array_equal(got, expected)
+    else:  # latent weights come back as +-1: the forward pass only uses their signs
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_samples_shape_dtype_range(precision):
+    model = _tiny(precision)
+    keras_bdgm.initialize(model, _images())
+    samples = model.sample(5, temperature=0.8, seed=1)
+    assert samples.shape == (5, *SHAPE) and samples.dtype == tf.uint8
+    s = samples.numpy()
+    assert s.min() >= 0 and s.max() <= 255 and s.std() > 0
+    np.testing.assert_array_equal(model.sample(5, temperature=0.8, seed=1).numpy(), s)
+
+
+def _hand_count_variables(cfg, precision):
+    """Trainable variables by hand: WN/BWN conv 3 (kernel, gain, bias), LayerNorm 2."""
+    def network(blocks, context):
+        block = 3 + 3 + (3 if context else 0)
+        return 3 + blocks * (block + 2) + 3
+
+    step_main = 2 + 1 + network(cfg["num_blocks"], False)
+    step_deq = 2 + 1 + network(cfg["dequant_blocks"], True)
+    context = 3 + cfg["context_blocks"] * 6
+    return sum(cfg["couplings"]) * step_main + cfg["dequant_couplings"] * step_deq + context
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_all_bijector_variables_are_trained(precision):
+    model = _tiny(precision, couplings=(2, 1, 1), num_blocks=2)
+    x = _images()
+    keras_bdgm.initialize(model, x)
+    model_vars = {id(v) for v in model.trainable_variables}
+    assert len(model_vars) == _hand_count_variables(model.config, precision)
+    flow_vars = {id(v) for v in model.flow.trainable_variables}
+    deq = model.dequantizer
+    deq_vars = {id(v) for v in deq.bijector(tf.cast(x, tf.float32)).trainable_variables}
+    context_vars = {id(v) for v in deq.context_network.trainable_variables}
+    assert flow_vars | deq_vars | context_vars == model_vars
+    with tf.GradientTape() as tape:
+        loss = model.compute_losses(tf.cast(x, tf.float32), training=True)["bits_per_dim"]
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in grads)
+
+
+def _paper_residual_kernels(cfg, c=3):
+    """Binary weights by hand: each gated block's 3x3 (2w -> w) and 1x1 (2w -> 2w) convs, plus
+    the dequantizer's 1x1 context convs (2 * 32 -> w) and the context network's blocks."""
+    w = cfg["width"]
+    block = 9 * 2 * w * w + 2 * w * 2 * w
+    main = sum(cfg["couplings"]) * cfg["num_blocks"] * block
+    dw = cfg["dequant_width"]
+    deq = cfg["dequant_couplings"] * cfg["dequant_blocks"] * (9 * 2 * dw * dw + 4 * dw * dw + 2 * 32 * dw)
+    cw = cfg["context_width"]
+    ctx = cfg["context_blocks"] * (9 * 2 * cw * cw + 4 * cw * cw)
+    return main + deq + ctx
+
+
+def test_paper_preset_size():
+    model = FlowPlusPlus((32, 32, 3), precision="w32a32", preset="paper")
+    fp = footprint(model)
+    assert abs(fp.parameters - 33.56e6) / 33.56e6 < 0.01, fp.parameters
+    assert fp.binary_weights == 0
+    params = fp.parameters
+    del model
+    tf.keras.backend.clear_session()
+    binary = footprint(FlowPlusPlus((32, 32, 3), precision="w1a32", preset="paper"))
+    assert binary.parameters == params
+    assert binary.binary_weights == _paper_residual_kernels(PRESETS["paper"])
+    # Paper: 90.1% binary; ours binarizes every gated block's convs (incl. the context network).
+    assert 0.89 < binary.binary_share < 0.94, binary.binary_share
+
+
+def test_bad_inputs_raise_value_errors():
+    model = _tiny("w32a32")
+    good = _images(2)
+    with pytest.raises(ValueError, match="shape"):
+        model.log_prob(good[:, :4])
+    with pytest.raises(ValueError, match="0..255"):
+        model.log_prob(good.astype(np.float32) * 2.0)
+    with pytest.raises(ValueError, match="NaN"):
+        model.log_prob(np.full((2, *SHAPE), np.nan, np.float32))
+    with pytest.raises(ValueError, match="known presets: paper, small"):
+        FlowPlusPlus(SHAPE, preset="huge")
+    with pytest.raises(ValueError, match="valid overrides"):
+        FlowPlusPlus(SHAPE, widht=8)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        FlowPlusPlus((8, 6, 1), **TINY)
+    with pytest.raises(ValueError, match="precision"):
+        FlowPlusPlus(SHAPE, precision="w2a2", **TINY)
