@@ -68,9 +68,10 @@ class _PrecisionBlock(tf.keras.layers.Layer):
             tf.random.Generator.from_seed(int(np.random.randint(2**31 - 1))) if use_dropout else None
         )
 
-    def _conv(self, filters, kernel_size, init_scale, name):
+    def _conv(self, filters, kernel_size, init_scale, name, negated_pair_input=False):
         return conv2d_for_precision(
-            filters, kernel_size, self.precision, init_scale=init_scale, name=name
+            filters, kernel_size, self.precision, init_scale=init_scale, name=name,
+            negated_pair_input=negated_pair_input,
         )
 
     def _maybe_dropout(self, h, training):
@@ -131,24 +132,32 @@ class GatedResidualBlock(_PrecisionBlock):
         out = x + h[..., :C] * sigmoid(h[..., C:])  (gated linear unit)
 
     The two convs on the main path are the binary ones at w1; dropout only at w32a32.
+    At w1a1 the convs take x itself for [x, -x] (`BWNConv2D(negated_pair_input=True)`),
+    half the convolution work for the same result; `fuse_negation=False` turns that off.
 
     Args:
       filters: C, channels of the input and output.
       precision: "w32a32", "w1a32" or "w1a1".
       context: whether `call` takes a `context` tensor (same height and width).
       dropout: rate, used at w32a32 only.
+      fuse_negation: at w1a1, fold the concat activation into the convs (default True).
     """
 
-    def __init__(self, filters, precision="w32a32", context=False, dropout=0.2, **kwargs):
+    def __init__(self, filters, precision="w32a32", context=False, dropout=0.2,
+                 fuse_negation=True, **kwargs):
         super().__init__(filters, precision=precision, dropout=dropout, **kwargs)
         self.context = bool(context)
-        self.conv_in = self._conv(self.filters, 3, 1.0, "conv_in")
+        self.fuse_negation = bool(fuse_negation)
+        self._fused = self.fuse_negation and parse_precision(self.precision).binary_activations
+        self.conv_in = self._conv(self.filters, 3, 1.0, "conv_in", self._fused)
         self.conv_context = (
-            self._conv(self.filters, 1, 1.0, "conv_context") if self.context else None
+            self._conv(self.filters, 1, 1.0, "conv_context", self._fused) if self.context else None
         )
-        self.conv_gate = self._conv(2 * self.filters, 1, 0.0, "conv_gate")
+        self.conv_gate = self._conv(2 * self.filters, 1, 0.0, "conv_gate", self._fused)
 
     def _concat_act(self, x):
+        if self._fused:  # the conv reads x as [x, -x]
+            return x
         return self._act(tf.concat([x, -x], axis=-1))
 
     def build(self, input_shape):
@@ -169,4 +178,4 @@ class GatedResidualBlock(_PrecisionBlock):
         return inputs + value * tf.sigmoid(gate)
 
     def get_config(self):
-        return {**super().get_config(), "context": self.context}
+        return {**super().get_config(), "context": self.context, "fuse_negation": self.fuse_negation}

@@ -122,9 +122,13 @@ class _WeightNormBase(DataDependentInit):
                 "use use_bias=True or init_scale=0."
             )
 
+    def _unscaled(self, inputs):
+        """The stock layer's output, without bias or activation: layer(x, kernel)."""
+        return super().call(inputs)
+
     def call(self, inputs):
         inputs = self._check_inputs(inputs)
-        unscaled = super().call(inputs)
+        unscaled = self._unscaled(inputs)
         self._maybe_data_dependent_init(unscaled)
         outputs = unscaled * (self.gain * self._kernel_norm_reciprocal())
         if self.bias is not None:
@@ -193,11 +197,51 @@ class WNDense(_WeightNorm, tf.keras.layers.Dense):
 class BWNConv2D(_BinaryWeightNorm, lq.layers.QuantConv2D):
     """Binary weight-normalized conv: y = (gain / sqrt(kh*kw*c_in)) * conv(x, sign(v)) + b.
 
-    Takes every argument of `larq.layers.QuantConv2D`, plus `init_scale`.
-    `input_quantizer="ste_sign"` gives binary activations (W1A1).
+    Takes every argument of `larq.layers.QuantConv2D`, plus `init_scale` and
+    `negated_pair_input`. `input_quantizer="ste_sign"` gives binary activations (W1A1).
+
+    `negated_pair_input=True` (with a sign input quantizer) makes the layer take x of C
+    channels and act as if given the 2C-channel concatenation [x, -x], as Flow++'s concat
+    activation produces. Since sign(-x) = -sign(x) (x != 0),
+
+        conv([sign x, sign(-x)], [K1; K2]) = conv(sign x, K1 - K2)
+
+    which halves the convolution's work; the kernel keeps its [kh, kw, 2C, out] shape (and
+    checkpoints), and gradients are the same. Outputs differ only where x is exactly 0.
     """
 
     _expected_rank = 4
+
+    def __init__(self, *args, negated_pair_input=False, **kwargs):
+        self.negated_pair_input = bool(negated_pair_input)
+        super().__init__(*args, **kwargs)
+        if self.negated_pair_input and getattr(self.input_quantizer, "precision", None) != 1:
+            raise ValueError(
+                "negated_pair_input=True relies on sign(-x) = -sign(x): it needs a 1-bit "
+                "input_quantizer such as 'ste_sign'."
+            )
+
+    def build(self, input_shape):
+        if not self.negated_pair_input:
+            return super().build(input_shape)
+        input_shape = tf.TensorShape(input_shape)
+        super().build(input_shape[:-1].concatenate([2 * input_shape[-1]]))
+        self.input_spec = tf.keras.layers.InputSpec(ndim=4, axes={-1: input_shape[-1]})
+        return None
+
+    def _unscaled(self, inputs):
+        if not self.negated_pair_input:
+            return super()._unscaled(inputs)
+        with lq.context.quantized_scope(True):
+            kernel = tf.convert_to_tensor(self.kernel)  # sign(v), straight-through to v
+        half = kernel.shape[2] // 2
+        return tf.nn.conv2d(
+            self.input_quantizer(inputs), kernel[:, :, :half] - kernel[:, :, half:],
+            strides=self.strides, padding=self.padding.upper(), dilations=self.dilation_rate,
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "negated_pair_input": self.negated_pair_input}
 
 
 @_serializable
@@ -213,10 +257,11 @@ class BWNDense(_BinaryWeightNorm, lq.layers.QuantDense):
     """Binary weight-normalized dense layer: y = (gain / sqrt(n_in)) * x @ sign(v) + b."""
 
 
-def conv2d_for_precision(filters, kernel_size, precision, **kwargs):
+def conv2d_for_precision(filters, kernel_size, precision, negated_pair_input=False, **kwargs):
     """The conv of a residual layer in `precision`: WNConv2D at w32, BWNConv2D at w1.
 
-    At a1 the BWN conv also binarizes its input (`input_quantizer="ste_sign"`).
+    At a1 the BWN conv also binarizes its input (`input_quantizer="ste_sign"`) and, with
+    `negated_pair_input=True`, takes x for the pair [x, -x] (see `BWNConv2D`).
 
     Example:
         conv = conv2d_for_precision(64, 3, "w1a1", padding="same", init_scale=0.0)
@@ -227,4 +272,5 @@ def conv2d_for_precision(filters, kernel_size, precision, **kwargs):
         return WNConv2D(filters, kernel_size, **kwargs)
     if p.binary_activations:
         kwargs.setdefault("input_quantizer", "ste_sign")
+        kwargs["negated_pair_input"] = negated_pair_input
     return BWNConv2D(filters, kernel_size, **kwargs)

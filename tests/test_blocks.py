@@ -135,3 +135,16 @@ def test_dropout_zeroes_at_its_rate_and_rescales():
     assert abs((out == 0).mean() - 0.25) < 0.02
     np.testing.assert_allclose(out[out != 0], 1 / 0.75, rtol=1e-6)
     np.testing.assert_array_equal(block._maybe_dropout(h, training=False).numpy(), h.numpy())
+
+
+def test_fused_negation_matches_explicit_concat_at_w1a1():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, 5, 5, 3)).astype("float32")
+    c = rng.normal(size=(2, 5, 5, 2)).astype("float32")
+    fused = blocks.GatedResidualBlock(3, precision="w1a1", context=True)
+    plain = blocks.GatedResidualBlock(3, precision="w1a1", context=True, fuse_negation=False)
+    fused(x, context=c), plain(x, context=c)
+    _randomize(fused, rng)
+    plain.set_weights(fused.get_weights())
+    np.testing.assert_allclose(fused(x, context=c).numpy(), plain(x, context=c).numpy(), rtol=1e-5, atol=1e-5)
+    assert fused.conv_in.negated_pair_input and not plain.conv_in.negated_pair_input

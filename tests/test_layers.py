@@ -214,6 +214,7 @@ LAYER_FACTORIES = {
     "WNConv2D": lambda: layers.WNConv2D(3, 3, padding="same", activation="elu", init_scale=0.5),
     "BWNConv2D": lambda: layers.BWNConv2D(3, 3, strides=2, padding="same", input_quantizer="ste_sign"),
     "WNConv2DTranspose": lambda: layers.WNConv2DTranspose(3, 3, strides=2, padding="same"),
+    "BWNConv2D-pair": lambda: layers.BWNConv2D(3, 1, input_quantizer="ste_sign", negated_pair_input=True),
     "BWNConv2DTranspose": lambda: layers.BWNConv2DTranspose(3, 3, padding="same", use_bias=False, init_scale=0.0),
     "WNDense": lambda: layers.WNDense(3),
     "BWNDense": lambda: layers.BWNDense(3, activation="tanh"),
@@ -263,3 +264,34 @@ def test_conv_for_precision_picks_layer_and_activation_quantizer():
     assert layers.conv2d_for_precision(4, 3, "w1a1").input_quantizer is not None
     with pytest.raises(ValueError, match="w32a32, w1a32, w1a1"):
         layers.conv2d_for_precision(4, 3, "w2a2")
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, "same"), (1, 1, "valid"), (3, 2, "valid")])
+def test_negated_pair_input_equals_conv_of_concatenated_pair(kernel, stride, padding):
+    """conv on x for [x, -x] == the plain BWN conv on the explicit concatenation."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 7, 7, 3)).astype("float32")
+    fused = layers.BWNConv2D(4, kernel, strides=stride, padding=padding, input_quantizer="ste_sign",
+                             negated_pair_input=True)
+    plain = layers.BWNConv2D(4, kernel, strides=stride, padding=padding, input_quantizer="ste_sign")
+    fused(x), plain(np.concatenate([x, -x], -1))
+    assert fused.kernel.shape == plain.kernel.shape == (kernel, kernel, 6, 4)
+    v = _kernel_with_zeros((kernel, kernel, 6, 4), rng)
+    gain, bias = rng.normal(size=4).astype("float32"), rng.normal(size=4).astype("float32")
+    _set(fused, v, gain, bias), _set(plain, v, gain, bias)
+    x_var = tf.Variable(x)
+    with tf.GradientTape(persistent=True) as tape:
+        y_fused = fused(x_var)
+        y_plain = plain(tf.concat([x_var, -x_var], -1))
+        loss_fused, loss_plain = tf.reduce_sum(y_fused ** 2), tf.reduce_sum(y_plain ** 2)
+    expected = gain / np.sqrt(kernel * kernel * 6) * oracles.conv2d(
+        np.concatenate([oracles.sign(x), oracles.sign(-x)], -1), oracles.sign(v), stride, padding) + bias
+    np.testing.assert_allclose(y_fused.numpy(), expected, rtol=1e-5, atol=1e-5)
+    for fused_var, plain_var in ((fused.kernel.latent_variable, plain.kernel.latent_variable), (x_var, x_var)):
+        np.testing.assert_allclose(tape.gradient(loss_fused, fused_var).numpy(),
+                                   tape.gradient(loss_plain, plain_var).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_negated_pair_input_needs_a_sign_input_quantizer():
+    with pytest.raises(ValueError, match="1-bit input_quantizer"):
+        layers.BWNConv2D(2, 3, negated_pair_input=True)
