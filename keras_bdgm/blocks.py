@@ -19,7 +19,7 @@ block is exactly the identity.
 import numpy as np
 import tensorflow as tf
 
-from keras_bdgm.layers import conv2d_for_precision
+from keras_bdgm.layers import WNDense, conv2d_for_precision
 from keras_bdgm.precision import parse as parse_precision
 
 _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
@@ -179,3 +179,46 @@ class GatedResidualBlock(_PrecisionBlock):
 
     def get_config(self):
         return {**super().get_config(), "context": self.context, "fuse_negation": self.fuse_negation}
+
+
+@_serializable
+class GatedAttention(tf.keras.layers.Layer):
+    """Flow++'s gated self-attention over the spatial positions of a feature map.
+
+        h = MultiHeadAttention(x, x)           (positions flattened: [N, H*W, C])
+        [a, g] = WNDense(2C, init_scale 0)(h)
+        out = x + a * sigmoid(g)
+
+    Always 32-bit: the paper binarizes residual convolutions only (and its presets use no
+    attention). Identity after `keras_bdgm.initialize`, like the residual blocks.
+
+    Args:
+      filters: C, channels of the input and output.
+      heads: attention heads (C must be divisible by heads).
+      dropout: attention dropout.
+    """
+
+    def __init__(self, filters, heads=4, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.heads, self.dropout = int(filters), int(heads), float(dropout)
+        if self.heads <= 0 or self.filters % self.heads:
+            raise ValueError(f"filters ({filters}) must be divisible by a positive heads ({heads}).")
+        self.attention = tf.keras.layers.MultiHeadAttention(
+            self.heads, self.filters // self.heads, dropout=self.dropout, name="attention"
+        )
+        self.gate = WNDense(2 * self.filters, init_scale=0.0, name="gate")
+
+    def build(self, input_shape):
+        _check_channels(self, tf.TensorShape(input_shape), self.filters)
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        shape = tf.shape(inputs)
+        seq = tf.reshape(inputs, [shape[0], shape[1] * shape[2], self.filters])
+        h = self.gate(self.attention(seq, seq, training=training))
+        value, gate = tf.split(h, 2, axis=-1)
+        return inputs + tf.reshape(value * tf.sigmoid(gate), shape)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "heads": self.heads,
+                "dropout": self.dropout}

@@ -148,3 +148,30 @@ def test_fused_negation_matches_explicit_concat_at_w1a1():
     plain.set_weights(fused.get_weights())
     np.testing.assert_allclose(fused(x, context=c).numpy(), plain(x, context=c).numpy(), rtol=1e-5, atol=1e-5)
     assert fused.conv_in.negated_pair_input and not plain.conv_in.negated_pair_input
+
+
+def test_gated_attention_matches_numpy_oracle_and_starts_as_identity():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 3, 4, 4)).astype("float32")
+    block = blocks.GatedAttention(4, heads=2)
+    keras_bdgm.initialize(tf.keras.Sequential([tf.keras.Input((3, 4, 4)), block]), x)
+    np.testing.assert_array_equal(block(x).numpy(), x)  # gate gain 0 after init
+    _randomize(block, rng)
+    mha = block.attention
+    seq = x.reshape(2, 12, 4).astype(np.float64)
+    heads = []
+    for h in range(2):
+        q = seq @ mha._query_dense.kernel.numpy()[:, h] + mha._query_dense.bias.numpy()[h]
+        k = seq @ mha._key_dense.kernel.numpy()[:, h] + mha._key_dense.bias.numpy()[h]
+        v = seq @ mha._value_dense.kernel.numpy()[:, h] + mha._value_dense.bias.numpy()[h]
+        logits = q @ k.transpose(0, 2, 1) / np.sqrt(2.0)
+        weights = np.exp(logits - logits.max(-1, keepdims=True))
+        heads.append((weights / weights.sum(-1, keepdims=True)) @ v)
+    att = np.einsum("bshd,hdc->bsc", np.stack(heads, 2), mha._output_dense.kernel.numpy()) + mha._output_dense.bias.numpy()
+    g = block.gate
+    w = g.kernel.numpy() * g.gain.numpy() / np.linalg.norm(g.kernel.numpy().astype(np.float64), axis=0)
+    h = att @ w + g.bias.numpy()
+    expected = x + (h[..., :4] * oracles.sigmoid(h[..., 4:])).reshape(x.shape)
+    np.testing.assert_allclose(block(x).numpy(), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="divisible"):
+        blocks.GatedAttention(5, heads=2)

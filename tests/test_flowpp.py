@@ -200,3 +200,23 @@ def test_bad_inputs_raise_value_errors():
         FlowPlusPlus((8, 6, 1), **TINY)
     with pytest.raises(ValueError, match="precision"):
         FlowPlusPlus(SHAPE, precision="w2a2", **TINY)
+
+
+def test_attention_option_round_trips_and_saves(tmp_path):
+    model = _tiny("w1a1", attention_heads=2)
+    plain = _tiny("w1a1")
+    n_attention = sum(1 for layer in model.submodules if type(layer).__name__ == "GatedAttention")
+    assert n_attention == 3 + 1 and len(model.trainable_variables) > len(plain.trainable_variables)
+    x = _images()
+    keras_bdgm.initialize(model, x)
+    for v in model.trainable_variables:
+        v.assign_add(0.01 * tf.random.normal(v.shape))
+    y = tf.cast(x, tf.float32) + 0.5
+    z = model.flow.inverse(y)
+    np.testing.assert_allclose(model.flow.forward(tf.identity(z)).numpy(), y.numpy(), atol=2e-3)
+    expected = model.log_prob(x, seed=3).numpy()
+    assert np.isfinite(expected).all()
+    model.save(str(tmp_path / "a.keras"))
+    loaded = tf.keras.models.load_model(str(tmp_path / "a.keras"))
+    assert loaded.config["attention_heads"] == 2
+    np.testing.assert_array_equal(loaded.log_prob(x, seed=3).numpy(), expected)

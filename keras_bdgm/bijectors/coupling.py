@@ -14,7 +14,8 @@ raises (tf.errors.InvalidArgumentError) where it does not converge.
 Conditioning network (`CouplingNetwork`): 3x3 WN conv (c -> width) -> num_blocks x
 [GatedResidualBlock(width, precision) -> LayerNormalization] -> 3x3 WN conv
 (width -> c * (2 + 3K), init_scale 0.1). The in/out convs are always 32-bit; only the
-residual blocks follow `precision`. (Flow++'s optional self-attention is not implemented.)
+residual blocks follow `precision`. With `attention_heads > 0` every block is followed by
+Flow++'s gated self-attention (32-bit) and another layer norm.
 
 #### Examples
 
@@ -31,7 +32,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_bdgm.bijectors import mixture_logistic as mixlog
-from keras_bdgm.blocks import GatedResidualBlock
+from keras_bdgm.blocks import GatedAttention, GatedResidualBlock
 from keras_bdgm.layers import WNConv2D
 from keras_bdgm.precision import parse as parse_precision
 
@@ -52,15 +53,17 @@ class CouplingNetwork(tf.keras.layers.Layer):
       precision: precision of the residual blocks.
       context: whether `call` takes a context tensor (the dequantizer's).
       dropout: residual-block dropout (w32a32 only).
+      attention_heads: 0 for none, else heads of a gated self-attention after every block.
     """
 
     def __init__(self, channels, width=32, num_blocks=2, num_components=4, precision="w32a32",
-                 context=False, dropout=0.0, **kwargs):
+                 context=False, dropout=0.0, attention_heads=0, **kwargs):
         super().__init__(**kwargs)
         self.channels, self.width = int(channels), int(width)
         self.num_blocks, self.num_components = int(num_blocks), int(num_components)
         self.precision = parse_precision(precision).name
         self.context, self.dropout = bool(context), float(dropout)
+        self.attention_heads = int(attention_heads)
         if min(self.channels, self.width, self.num_components) <= 0 or self.num_blocks < 0:
             raise ValueError(
                 "CouplingNetwork needs positive channels, width, num_components and "
@@ -76,13 +79,24 @@ class CouplingNetwork(tf.keras.layers.Layer):
             tf.keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm_{i}")
             for i in range(self.num_blocks)
         ]
+        # Flat lists of layers (not tuples): Keras's .keras saving walks lists of layers.
+        n_attention = self.num_blocks if self.attention_heads else 0
+        self.attentions = [
+            GatedAttention(self.width, self.attention_heads, name=f"attention_{i}") for i in range(n_attention)
+        ]
+        self.attention_norms = [
+            tf.keras.layers.LayerNormalization(epsilon=1e-5, name=f"attention_norm_{i}")
+            for i in range(n_attention)
+        ]
         self.conv_out = WNConv2D(self.channels * (2 + 3 * self.num_components), 3, padding="same",
                                  init_scale=0.1, name="conv_out")
 
     def call(self, inputs, context=None, training=None):
         h = self.conv_in(inputs)
-        for block, norm in zip(self.blocks, self.norms):
+        for i, (block, norm) in enumerate(zip(self.blocks, self.norms)):
             h = norm(block(h, context=context, training=training))
+            if self.attentions:
+                h = self.attention_norms[i](self.attentions[i](h, training=training))
         return self.conv_out(h)
 
     def get_config(self):
@@ -90,6 +104,7 @@ class CouplingNetwork(tf.keras.layers.Layer):
             **super().get_config(), "channels": self.channels, "width": self.width,
             "num_blocks": self.num_blocks, "num_components": self.num_components,
             "precision": self.precision, "context": self.context, "dropout": self.dropout,
+            "attention_heads": self.attention_heads,
         }
 
 

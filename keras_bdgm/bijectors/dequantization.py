@@ -79,7 +79,8 @@ class Dequantizer(tf.keras.layers.Layer):
     """
 
     def __init__(self, image_shape, num_steps=4, width=32, num_blocks=2, num_components=4,
-                 precision="w32a32", dropout=0.0, context_width=32, context_blocks=3, **kwargs):
+                 precision="w32a32", dropout=0.0, context_width=32, context_blocks=3, attention_heads=0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)
         h, w, c = self.image_shape
@@ -87,11 +88,12 @@ class Dequantizer(tf.keras.layers.Layer):
         self.num_components, self.precision = int(num_components), parse_precision(precision).name
         self.dropout = float(dropout)
         self.context_width, self.context_blocks = int(context_width), int(context_blocks)
+        self.attention_heads = int(attention_heads)
         self.context_network = ContextNetwork(self.image_shape, self.context_width, self.context_blocks,
                                               self.precision, self.dropout, name="context")
         self.steps = CouplingSteps((h, w // 2, 2 * c), self.num_steps, self.width, self.num_blocks,
                                    self.num_components, self.precision, context=True,
-                                   dropout=self.dropout, name="steps")
+                                   dropout=self.dropout, attention_heads=self.attention_heads, name="steps")
 
     def _bijectors(self, x, training):
         split = stripe_split(self.image_shape)
@@ -114,4 +116,5 @@ class Dequantizer(tf.keras.layers.Layer):
             "width": self.width, "num_blocks": self.num_blocks, "num_components": self.num_components,
             "precision": self.precision, "dropout": self.dropout,
             "context_width": self.context_width, "context_blocks": self.context_blocks,
+            "attention_heads": self.attention_heads,
         }
