@@ -11,6 +11,7 @@ import argparse
 import collections
 import glob
 import os
+import re
 import tempfile
 
 import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
@@ -61,15 +62,24 @@ def profile(run_step, steps):
         return list(op_events(logdir))
 
 
+def model_part(op, op_type, depth=2):
+    """The model part an op belongs to: its first name scopes, forward and gradient together,
+    with layer numbers dropped (coupling_3/block_1 -> coupling/block)."""
+    parts = [re.sub(r"(_\d+)+$", "", p) for p in op.split("/") if p and p != "gradient_tape"]
+    return "/".join(parts[:depth]) if len(parts) > 1 else f"(unscoped {op_type})"
+
+
 def summarize(events, depth=2, top=8):
+    """Shares of op time by op type, by model part (depth 1) and by sub-part (depth `depth`)."""
     total = sum(d for _, _, d in events) or 1
-    by_type, by_scope = collections.Counter(), collections.Counter()
+    by_type, by_part, by_sub = collections.Counter(), collections.Counter(), collections.Counter()
     for op, op_type, d in events:
         by_type[op_type] += d
-        parts = [p for p in op.split("/") if p]
-        by_scope["/".join(parts[:depth]) if len(parts) > 1 else "(top level)"] += d
+        by_part[model_part(op, op_type, 1)] += d
+        by_sub[model_part(op, op_type, depth)] += d
     lines = [f"total op time {total / 1e9:.1f} ms"]
-    for title, counter in (("op type", by_type), ("name scope", by_scope)):
+    for title, counter in (("op type", by_type), ("model part (forward + gradient)", by_part),
+                           ("sub-part", by_sub)):
         lines.append(f"  by {title}:")
         for key, d in counter.most_common(top):
             lines.append(f"    {d / total:6.1%}  {key}")
@@ -82,7 +92,7 @@ def main():
     parser.add_argument("--precision", default="w1a1")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--depth", type=int, default=2)
     args = parser.parse_args()
     _, step = train_step_fn(args.model, args.precision, args.batch_size)
     print(f"{args.model} {args.precision} batch {args.batch_size}, {args.steps} steps:")
