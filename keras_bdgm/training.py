@@ -73,8 +73,6 @@ def apply_gradients_or_skip(optimizer, grads, variables, clip_norm, skip_thresho
     norm = tf.linalg.global_norm(grads)
     ok = tf.math.is_finite(norm) & (norm <= skip_threshold)
     clipped, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
-    # NaN/inf gradients never reach the optimizer, even in the untaken branch.
-    clipped = [tf.where(ok, g, tf.zeros_like(g)) for g in clipped]
     _build_optimizer(optimizer, variables)
 
     def skip():
