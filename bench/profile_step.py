@@ -9,6 +9,7 @@ and by the op's top name scopes (the model's parts).
 
 import argparse
 import collections
+import contextlib
 import glob
 import os
 import re
@@ -19,7 +20,23 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from keras_bdgm import experiment
+from keras_bdgm import blocks, experiment
+
+
+@contextlib.contextmanager
+def unfused_negation():
+    """Builds gated blocks without the w1a1 fused-negation fast path (the 'before')."""
+    init = blocks.GatedResidualBlock.__init__
+
+    def patched(self, *args, **kwargs):
+        kwargs.setdefault("fuse_negation", False)
+        init(self, *args, **kwargs)
+
+    blocks.GatedResidualBlock.__init__ = patched
+    try:
+        yield
+    finally:
+        blocks.GatedResidualBlock.__init__ = init
 
 
 def train_step_fn(model_name, precision, batch_size, overrides=None, jit_compile=False):
@@ -93,9 +110,13 @@ def main():
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--unfused", action="store_true",
+                        help="w1a1 gated blocks without the fused negation (the 'before' of BENCHMARKS.md)")
     args = parser.parse_args()
-    _, step = train_step_fn(args.model, args.precision, args.batch_size)
-    print(f"{args.model} {args.precision} batch {args.batch_size}, {args.steps} steps:")
+    with unfused_negation() if args.unfused else contextlib.nullcontext():
+        _, step = train_step_fn(args.model, args.precision, args.batch_size)
+    label = " (unfused negation)" if args.unfused else ""
+    print(f"{args.model} {args.precision}{label} batch {args.batch_size}, {args.steps} steps:")
     print(summarize(profile(step, args.steps), depth=args.depth))
 
 

@@ -18,26 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 import profile_step
-from keras_bdgm import blocks, experiment
+from keras_bdgm import experiment
 
 BATCH = 64
 MODES = {"eager": dict(run_eagerly=True), "tf.function": dict(), "XLA": dict(jit_compile=True)}
-
-
-@contextlib.contextmanager
-def unfused_negation():
-    """Builds Flow++'s gated blocks without the w1a1 fused-negation fast path (the 'before')."""
-    init = blocks.GatedResidualBlock.__init__
-
-    def patched(self, *args, **kwargs):
-        kwargs.setdefault("fuse_negation", False)
-        init(self, *args, **kwargs)
-
-    blocks.GatedResidualBlock.__init__ = patched
-    try:
-        yield
-    finally:
-        blocks.GatedResidualBlock.__init__ = init
 
 
 def train_rate(model_name, precision, mode, steps):
@@ -109,14 +93,14 @@ def main():
     log("## Before/after: Flow++ w1a1 gated blocks with the fused negation (tf.function)")
     before, after = [], []
     for _ in range(args.repeats):
-        with unfused_negation():
+        with profile_step.unfused_negation():
             before.append(train_rate("flowpp", "w1a1", "tf.function", args.steps)[0])
         after.append(train_rate("flowpp", "w1a1", "tf.function", args.steps)[0])
     b, a = statistics.median(before), statistics.median(after)
     log(f"before (concat [x, -x] then conv): {', '.join(f'{r:.1f}' for r in before)} img/s, median {b:.1f}")
     log(f"after  (conv of x with K1 - K2):   {', '.join(f'{r:.1f}' for r in after)} img/s, median {a:.1f}")
     log(f"speed-up: {a / b:.2f}x")
-    for label, ctx in (("before", unfused_negation()), ("after", contextlib.nullcontext())):
+    for label, ctx in (("before", profile_step.unfused_negation()), ("after", contextlib.nullcontext())):
         with ctx:
             tf.keras.backend.clear_session()
             _, step = profile_step.train_step_fn("flowpp", "w1a1", BATCH)
