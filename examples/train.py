@@ -30,6 +30,10 @@ flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
 flags.DEFINE_string("manual_dir", None, "tensorflow-datasets manual_dir (downsampled ImageNet).")
 flags.DEFINE_integer("eval_examples", None, "Evaluate test bits/dim on this many test images (default: all).")
 flags.DEFINE_string("overrides", "{}", 'JSON dict of preset overrides, e.g. \'{"width": 48}\'.')
+flags.DEFINE_string("train_split", "train", "Split to train on, e.g. 'train[:90%]' to hold out a validation slice.")
+flags.DEFINE_string("validation_split", None, "Held-out split for the validation curve, e.g. 'train[90%:]'.")
+flags.DEFINE_integer("validation_examples", 1000, "Images of --validation_split evaluated for the curve.")
+flags.DEFINE_integer("validation_every", 0, "Evaluate validation bits/dim every this many steps (0: never).")
 flags.DEFINE_bool("overwrite", False, "Train again in a model_dir that holds a finished run.")
 
 
@@ -45,6 +49,8 @@ def main(argv):
         learning_rate=FLAGS.learning_rate, model_dir=FLAGS.model_dir, seed=FLAGS.seed,
         strategy=FLAGS.strategy, tpu=FLAGS.tpu, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
         eval_examples=FLAGS.eval_examples, overrides=overrides, overwrite=FLAGS.overwrite,
+        train_split=FLAGS.train_split, validation_split=FLAGS.validation_split,
+        validation_examples=FLAGS.validation_examples, validation_every=FLAGS.validation_every,
     )
     report = experiment.train(config)
     print(json.dumps(report, indent=2))

@@ -19,6 +19,7 @@ block is exactly the identity.
 import numpy as np
 import tensorflow as tf
 
+from keras_bdgm.init import init_scales
 from keras_bdgm.layers import WNDense, conv2d_for_precision
 from keras_bdgm.precision import parse as parse_precision
 
@@ -128,7 +129,7 @@ class GatedResidualBlock(_PrecisionBlock):
 
         a(x) = act([x, -x])                         (concat activation)
         h = conv3x3(a(x)) [+ conv1x1(a(context))]   (2C -> C)
-        h = conv1x1(dropout(a(h)))                  (2C -> 2C, init_scale 0)
+        h = conv_gate(dropout(a(h)))                (2C -> 2C, k x k, k = gate_kernel_size)
         out = x + h[..., :C] * sigmoid(h[..., C:])  (gated linear unit)
 
     The two convs on the main path are the binary ones at w1; dropout only at w32a32.
@@ -141,19 +142,30 @@ class GatedResidualBlock(_PrecisionBlock):
       context: whether `call` takes a `context` tensor (same height and width).
       dropout: rate, used at w32a32 only.
       fuse_negation: at w1a1, fold the concat activation into the convs (default True).
+      gate_kernel_size: k of the gate conv: 1 in Flow++'s coupling networks, 3 in its
+        dequantizer's context network.
+      init_scheme: "identity" (conv_in init_scale 1, gate 0: the block starts as the
+        identity) or "reference" (0.1 for both, as in the paper's public code); see
+        `keras_bdgm.init.INIT_SCHEMES`.
     """
 
     def __init__(self, filters, precision="w32a32", context=False, dropout=0.2,
-                 fuse_negation=True, **kwargs):
+                 fuse_negation=True, gate_kernel_size=1, init_scheme="identity", **kwargs):
         super().__init__(filters, precision=precision, dropout=dropout, **kwargs)
         self.context = bool(context)
         self.fuse_negation = bool(fuse_negation)
+        self.gate_kernel_size = int(gate_kernel_size)
+        if self.gate_kernel_size < 1:
+            raise ValueError(f"gate_kernel_size must be >= 1, got {gate_kernel_size!r}.")
+        self.init_scheme = init_scheme
+        scales = init_scales(init_scheme)
         self._fused = self.fuse_negation and parse_precision(self.precision).binary_activations
-        self.conv_in = self._conv(self.filters, 3, 1.0, "conv_in", self._fused)
+        self.conv_in = self._conv(self.filters, 3, scales["entry"], "conv_in", self._fused)
         self.conv_context = (
             self._conv(self.filters, 1, 1.0, "conv_context", self._fused) if self.context else None
         )
-        self.conv_gate = self._conv(2 * self.filters, 1, 0.0, "conv_gate", self._fused)
+        self.conv_gate = self._conv(2 * self.filters, self.gate_kernel_size, scales["gate"], "conv_gate",
+                                    self._fused)
 
     def _concat_act(self, x):
         if self._fused:  # the conv reads x as [x, -x]
@@ -178,7 +190,8 @@ class GatedResidualBlock(_PrecisionBlock):
         return inputs + value * tf.sigmoid(gate)
 
     def get_config(self):
-        return {**super().get_config(), "context": self.context, "fuse_negation": self.fuse_negation}
+        return {**super().get_config(), "context": self.context, "fuse_negation": self.fuse_negation,
+                "gate_kernel_size": self.gate_kernel_size, "init_scheme": self.init_scheme}
 
 
 @_serializable

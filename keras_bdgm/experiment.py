@@ -29,6 +29,7 @@ import keras_bdgm
 from keras_bdgm import data as bdgm_data
 from keras_bdgm import image_grid, memory
 from keras_bdgm.precision import parse as parse_precision
+from keras_bdgm.validation import ValidationCurve
 
 _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
 
@@ -39,6 +40,7 @@ MODELS = {
 }
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 REPORT_FILE, SAMPLES_FILE, KERAS_FILE, PACKED_FILE = "report.json", "samples.png", "model.keras", "model.bdgm"
+VALIDATION_FILE = "validation_curve.json"
 
 
 def _check_choice(kind, value, choices):
@@ -176,6 +178,10 @@ class TrainConfig:
     manual_dir: str | None = None
     eval_examples: int | None = None
     eval_split: str = "test"
+    train_split: str = "train"
+    validation_split: str | None = None
+    validation_examples: int = 1000
+    validation_every: int = 0
     init_examples: int | None = None
     num_samples_grid: int = 64
     overrides: dict = dataclasses.field(default_factory=dict)
@@ -202,7 +208,7 @@ def _finished_check(config):
 
 def _train_dataset(config, skip_batches):
     ds = bdgm_data.load(
-        config.dataset, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
+        config.dataset, config.train_split, batch_size=config.batch_size, shuffle=True, seed=config.seed,
         data_dir=config.data_dir, manual_dir=config.manual_dir, drop_remainder=True,
     ).repeat()
     # A resumed run continues the same stream of batches as an uninterrupted one.
@@ -219,7 +225,7 @@ def _eval_dataset(config):
 def _init_batch(config, spec):
     n = config.init_examples or min(spec["init_batches"] * config.batch_size, 512)
     ds = bdgm_data.load(
-        config.dataset, "train", batch_size=n, shuffle=True, seed=config.seed + 1,
+        config.dataset, config.train_split, batch_size=n, shuffle=True, seed=config.seed + 1,
         data_dir=config.data_dir, manual_dir=config.manual_dir,
     )
     return next(iter(ds))
@@ -240,6 +246,20 @@ def evaluate_bits_per_dim(model, dataset, num_samples=1, seed=0):
     if count == 0:
         raise ValueError("The evaluation dataset is empty.")
     return total / count
+
+
+def _validation_callbacks(config, log_dir):
+    """A `ValidationCurve` on `validation_split` when `validation_every` > 0, else none."""
+    if not config.validation_every:
+        return []
+    if not config.validation_split:
+        raise ValueError("validation_every > 0 needs a validation_split, e.g. 'train[90%:]'.")
+    ds = bdgm_data.load(config.dataset, config.validation_split, batch_size=config.validation_examples,
+                        shuffle=False, data_dir=config.data_dir, manual_dir=config.manual_dir,
+                        limit=config.validation_examples)
+    images = np.concatenate([np.asarray(b) for b in ds])
+    return [ValidationCurve(images, config.validation_every, os.path.join(config.model_dir, VALIDATION_FILE),
+                            seed=config.seed, log_dir=log_dir)]
 
 
 def _all_finite(model):
@@ -274,6 +294,7 @@ def train(config: TrainConfig, callbacks=()):
         tf.keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
         SampleGrid(log_dir, num=16, seed=config.seed),
         throughput,
+        *_validation_callbacks(config, log_dir),
         *callbacks,
     ]
     history = model.fit(
@@ -303,6 +324,7 @@ def train(config: TrainConfig, callbacks=()):
         "test_bits_per_dim": float(test_bpd),
         "eval_split": config.eval_split,
         "eval_examples": config.eval_examples,
+        "train_split": config.train_split,
         "train_bits_per_dim": [float(v) for v in history.history.get("bits_per_dim", [])],
         "skipped_steps": [float(v) for v in history.history.get("skipped_steps", [])],
         "parameters": fp.parameters,

@@ -25,6 +25,26 @@ import tensorflow as tf
 
 _STATE = threading.local()
 
+# Output std that data-dependent init gives the "entry" convs of each model (the VAE's input
+# and output convs; Flow++'s coupling and context input convs and each gated block's first
+# conv) and the gate conv of Flow++'s gated blocks, per scheme:
+#   "identity":  1.0 for entry convs, 0.0 for gates (every gated block starts as the identity);
+#   "reference": 0.1 for both (the values of the paper's public code).
+# Residual blocks' convs are 1.0 and 0.0 (identity at init) in both schemes.
+INIT_SCHEMES = {
+    "identity": {"entry": 1.0, "gate": 0.0},
+    "reference": {"entry": 0.1, "gate": 0.1},
+}
+
+
+def init_scales(scheme):
+    """{"entry": float, "gate": float} for an init scheme name ("identity" or "reference")."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(
+            f"Unknown init scheme {scheme!r}; expected one of: {', '.join(sorted(INIT_SCHEMES))}."
+        )
+    return dict(INIT_SCHEMES[scheme])
+
 
 def in_init_scope() -> bool:
     """True inside `initialize`'s forward pass."""

@@ -33,6 +33,7 @@ import tensorflow_probability as tfp
 
 from keras_bdgm.bijectors import mixture_logistic as mixlog
 from keras_bdgm.blocks import GatedAttention, GatedResidualBlock
+from keras_bdgm.init import init_scales
 from keras_bdgm.layers import WNConv2D
 from keras_bdgm.precision import parse as parse_precision
 
@@ -54,25 +55,29 @@ class CouplingNetwork(tf.keras.layers.Layer):
       context: whether `call` takes a context tensor (the dequantizer's).
       dropout: residual-block dropout (w32a32 only).
       attention_heads: 0 for none, else heads of a gated self-attention after every block.
+      init_scheme: data-dependent init scales of the input conv and the blocks
+        ("identity" or "reference", see `keras_bdgm.init.INIT_SCHEMES`).
     """
 
     def __init__(self, channels, width=32, num_blocks=2, num_components=4, precision="w32a32",
-                 context=False, dropout=0.0, attention_heads=0, **kwargs):
+                 context=False, dropout=0.0, attention_heads=0, init_scheme="identity", **kwargs):
         super().__init__(**kwargs)
         self.channels, self.width = int(channels), int(width)
         self.num_blocks, self.num_components = int(num_blocks), int(num_components)
         self.precision = parse_precision(precision).name
         self.context, self.dropout = bool(context), float(dropout)
         self.attention_heads = int(attention_heads)
+        self.init_scheme = init_scheme
+        entry_scale = init_scales(init_scheme)["entry"]
         if min(self.channels, self.width, self.num_components) <= 0 or self.num_blocks < 0:
             raise ValueError(
                 "CouplingNetwork needs positive channels, width, num_components and "
                 f"num_blocks >= 0; got {channels}, {width}, {num_components}, {num_blocks}."
             )
-        self.conv_in = WNConv2D(self.width, 3, padding="same", name="conv_in")
+        self.conv_in = WNConv2D(self.width, 3, padding="same", init_scale=entry_scale, name="conv_in")
         self.blocks = [
             GatedResidualBlock(self.width, precision=self.precision, context=self.context,
-                               dropout=self.dropout, name=f"block_{i}")
+                               dropout=self.dropout, init_scheme=init_scheme, name=f"block_{i}")
             for i in range(self.num_blocks)
         ]
         self.norms = [
@@ -104,7 +109,7 @@ class CouplingNetwork(tf.keras.layers.Layer):
             **super().get_config(), "channels": self.channels, "width": self.width,
             "num_blocks": self.num_blocks, "num_components": self.num_components,
             "precision": self.precision, "context": self.context, "dropout": self.dropout,
-            "attention_heads": self.attention_heads,
+            "attention_heads": self.attention_heads, "init_scheme": self.init_scheme,
         }
 
 

@@ -27,6 +27,7 @@ import tensorflow_probability as tfp
 from keras_bdgm.bijectors.reshape import stripe_split
 from keras_bdgm.bijectors.steps import CouplingSteps, chain, forward_and_log_det
 from keras_bdgm.blocks import GatedResidualBlock
+from keras_bdgm.init import init_scales
 from keras_bdgm.layers import WNConv2D
 from keras_bdgm.precision import parse as parse_precision
 
@@ -43,14 +44,19 @@ def standard_normal_log_prob(t):
 class ContextNetwork(tf.keras.layers.Layer):
     """Pixels [N, H, W, C] (0..255) -> context [N, H, W/2, width] for the dequantizer."""
 
-    def __init__(self, image_shape, width=32, num_blocks=3, precision="w32a32", dropout=0.0, **kwargs):
+    def __init__(self, image_shape, width=32, num_blocks=3, precision="w32a32", dropout=0.0,
+                 init_scheme="identity", **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)
         self.width, self.num_blocks = int(width), int(num_blocks)
         self.precision, self.dropout = parse_precision(precision).name, float(dropout)
-        self.conv_in = WNConv2D(self.width, 3, padding="same", name="conv_in")
+        self.init_scheme = init_scheme
+        self.conv_in = WNConv2D(self.width, 3, padding="same", init_scale=init_scales(init_scheme)["entry"],
+                                name="conv_in")
+        # The context network's gated blocks use a 3x3 gate conv (the coupling networks' use 1x1).
         self.blocks = [
-            GatedResidualBlock(self.width, precision=self.precision, dropout=self.dropout, name=f"block_{i}")
+            GatedResidualBlock(self.width, precision=self.precision, dropout=self.dropout, gate_kernel_size=3,
+                               init_scheme=init_scheme, name=f"block_{i}")
             for i in range(self.num_blocks)
         ]
 
@@ -62,7 +68,8 @@ class ContextNetwork(tf.keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "image_shape": list(self.image_shape), "width": self.width,
-                "num_blocks": self.num_blocks, "precision": self.precision, "dropout": self.dropout}
+                "num_blocks": self.num_blocks, "precision": self.precision, "dropout": self.dropout,
+                "init_scheme": self.init_scheme}
 
 
 @_serializable
@@ -76,11 +83,13 @@ class Dequantizer(tf.keras.layers.Layer):
       precision: of the residual blocks.
       dropout: of the residual blocks (w32a32 only).
       context_width, context_blocks: of the context network (Flow++: 32, 3).
+      attention_heads, init_scheme: of the coupling networks (init_scheme also of the
+        context network).
     """
 
     def __init__(self, image_shape, num_steps=4, width=32, num_blocks=2, num_components=4,
                  precision="w32a32", dropout=0.0, context_width=32, context_blocks=3, attention_heads=0,
-                 **kwargs):
+                 init_scheme="identity", **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)
         h, w, c = self.image_shape
@@ -89,11 +98,13 @@ class Dequantizer(tf.keras.layers.Layer):
         self.dropout = float(dropout)
         self.context_width, self.context_blocks = int(context_width), int(context_blocks)
         self.attention_heads = int(attention_heads)
+        self.init_scheme = init_scheme
         self.context_network = ContextNetwork(self.image_shape, self.context_width, self.context_blocks,
-                                              self.precision, self.dropout, name="context")
+                                              self.precision, self.dropout, init_scheme, name="context")
         self.steps = CouplingSteps((h, w // 2, 2 * c), self.num_steps, self.width, self.num_blocks,
                                    self.num_components, self.precision, context=True,
-                                   dropout=self.dropout, attention_heads=self.attention_heads, name="steps")
+                                   dropout=self.dropout, attention_heads=self.attention_heads,
+                                   init_scheme=init_scheme, name="steps")
 
     def _bijectors(self, x, training):
         split = stripe_split(self.image_shape)
@@ -116,5 +127,5 @@ class Dequantizer(tf.keras.layers.Layer):
             "width": self.width, "num_blocks": self.num_blocks, "num_components": self.num_components,
             "precision": self.precision, "dropout": self.dropout,
             "context_width": self.context_width, "context_blocks": self.context_blocks,
-            "attention_heads": self.attention_heads,
+            "attention_heads": self.attention_heads, "init_scheme": self.init_scheme,
         }

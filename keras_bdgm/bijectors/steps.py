@@ -59,10 +59,12 @@ class CouplingSteps(tf.keras.layers.Layer):
       num_steps: coupling steps.
       width, num_blocks, num_components, precision, dropout: of each `CouplingNetwork`.
       context: whether the couplings take a context (the dequantizer's).
+      attention_heads, init_scheme: of each `CouplingNetwork`.
     """
 
     def __init__(self, pair_shape, num_steps, width=32, num_blocks=2, num_components=4,
-                 precision="w32a32", context=False, dropout=0.0, attention_heads=0, **kwargs):
+                 precision="w32a32", context=False, dropout=0.0, attention_heads=0,
+                 init_scheme="identity", **kwargs):
         super().__init__(**kwargs)
         self.pair_shape = tuple(int(d) for d in pair_shape)
         if len(self.pair_shape) != 3 or self.pair_shape[-1] % 2:
@@ -72,13 +74,15 @@ class CouplingSteps(tf.keras.layers.Layer):
         self.precision = parse_precision(precision).name
         self.context, self.dropout = bool(context), float(dropout)
         self.attention_heads = int(attention_heads)
+        self.init_scheme = init_scheme
         c = self.pair_shape[-1] // 2
         self.norms = [NormalizeParams(self.pair_shape, name=f"normalize_{i}") for i in range(self.num_steps)]
         self.convs = [InvConvParams(2 * c, groups=2, name=f"inv_conv_{i}") for i in range(self.num_steps)]
         self.networks = [
             CouplingNetwork(c, self.width, self.num_blocks, self.num_components, self.precision,
                             context=self.context, dropout=self.dropout,
-                            attention_heads=self.attention_heads, name=f"coupling_{i}")
+                            attention_heads=self.attention_heads, init_scheme=init_scheme,
+                            name=f"coupling_{i}")
             for i in range(self.num_steps)
         ]
 
@@ -102,4 +106,5 @@ class CouplingSteps(tf.keras.layers.Layer):
             "width": self.width, "num_blocks": self.num_blocks,
             "num_components": self.num_components, "precision": self.precision,
             "context": self.context, "dropout": self.dropout, "attention_heads": self.attention_heads,
+            "init_scheme": self.init_scheme,
         }

@@ -59,6 +59,7 @@ PRESETS = {
         "context_blocks": 3,
         "dropout": 0.2,
         "attention_heads": 0,         # Flow++'s gated self-attention: off (as in the paper)
+        "init_scheme": "identity",    # data-dependent init scales, see keras_bdgm.init.INIT_SCHEMES
     },
     # 28x28x1, trains on 2 CPU cores.
     "small": {
@@ -84,10 +85,11 @@ class MainFlow(tf.keras.layers.Layer):
     """The main flow's variables (three stages of coupling steps) and its bijectors."""
 
     def __init__(self, image_shape, couplings=(4, 2, 3), width=120, num_blocks=10, num_components=8,
-                 precision="w32a32", dropout=0.0, attention_heads=0, **kwargs):
+                 precision="w32a32", dropout=0.0, attention_heads=0, init_scheme="identity", **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)
         self.attention_heads = int(attention_heads)
+        self.init_scheme = init_scheme
         self.couplings = tuple(int(n) for n in couplings)
         if len(self.couplings) != 3 or min(self.couplings) < 0:
             raise ValueError(f"couplings must be 3 non-negative step counts, got {couplings!r}.")
@@ -95,7 +97,8 @@ class MainFlow(tf.keras.layers.Layer):
         self.width, self.num_blocks, self.num_components = int(width), int(num_blocks), int(num_components)
         self.precision, self.dropout = parse_precision(precision).name, float(dropout)
         net = dict(width=self.width, num_blocks=self.num_blocks, num_components=self.num_components,
-                   precision=self.precision, dropout=self.dropout, attention_heads=self.attention_heads)
+                   precision=self.precision, dropout=self.dropout, attention_heads=self.attention_heads,
+                   init_scheme=init_scheme)
         self.stages = [
             CouplingSteps((h, w // 2, 2 * c), self.couplings[0], name="stage_0", **net),
             CouplingSteps((h // 2, w // 2, 4 * c), self.couplings[1], name="stage_1", **net),
@@ -126,6 +129,7 @@ class MainFlow(tf.keras.layers.Layer):
             **super().get_config(), "image_shape": list(self.image_shape), "couplings": list(self.couplings),
             "width": self.width, "num_blocks": self.num_blocks, "num_components": self.num_components,
             "precision": self.precision, "dropout": self.dropout, "attention_heads": self.attention_heads,
+            "init_scheme": self.init_scheme,
         }
 
 
@@ -173,11 +177,11 @@ class FlowPlusPlus(GenerativeModel):
         cfg = self.config
         self.main = MainFlow(self.image_shape, cfg["couplings"], cfg["width"], cfg["num_blocks"],
                              cfg["num_components"], self.precision, cfg["dropout"],
-                             cfg["attention_heads"], name="main_flow")
+                             cfg["attention_heads"], cfg["init_scheme"], name="main_flow")
         self.dequantizer = Dequantizer(
             self.image_shape, cfg["dequant_couplings"], cfg["dequant_width"], cfg["dequant_blocks"],
             cfg["num_components"], self.precision, cfg["dropout"], cfg["context_width"],
-            cfg["context_blocks"], cfg["attention_heads"], name="dequantizer",
+            cfg["context_blocks"], cfg["attention_heads"], cfg["init_scheme"], name="dequantizer",
         )
         with tf.init_scope():  # create every variable now, so weights can be loaded at once
             self._log_weights(tf.zeros((1, *self.image_shape)), training=False, seed=0)

@@ -9,7 +9,7 @@ Architecture (REFERENCE.md section 2), pixels scaled to [-1, 1], latents at H/2 
             p(z_l | z_>l)    = Logistic(p_mean, 0.01 + softplus(p_raw))
             q(z_l | x, z_>l) = Logistic(r_mean + q_mean_l, 0.01 + softplus(r_raw + q_raw_l))
             z_l ~ q (p when sampling);  d = blocks_l^down(d) + conv3x3(ELU(z_l))
-    out:  d -> processing ResidualBlocks (5x5) -> ELU -> 5x5 stride-2 WN conv^T (h -> C)
+    out:  d -> ELU -> processing ResidualBlocks (5x5) -> ELU -> 5x5 stride-2 WN conv^T (h -> C)
           = the means of a discretized logistic with one learned scalar log-scale.
 
 Only the residual blocks take `precision` (binary weights at w1, sign activations at a1);
@@ -59,6 +59,7 @@ from keras_bdgm.distributions import (
     logistic_from_raw,
     sample_with_kl,
 )
+from keras_bdgm.init import init_scales
 from keras_bdgm.layers import WNConv2D, WNConv2DTranspose
 from keras_bdgm.precision import parse as parse_precision
 from keras_bdgm.presets import resolve
@@ -76,6 +77,7 @@ PRESETS = {
         "dropout": 0.0,
         "clip_norm": 1.0,
         "skip_threshold": 1e5,
+        "init_scheme": "identity",  # data-dependent init scales, see keras_bdgm.init.INIT_SCHEMES
     },
     # 28x28x1 (e.g. Fashion-MNIST) at > 50 training images/s on 2 CPU cores.
     "small": {
@@ -160,10 +162,12 @@ class ResNetVAE(GenerativeModel):
         def latent_conv(filters, name):
             return WNConv2D(filters, 3, padding="same", init_scale=_LATENT_INIT_SCALE, name=name)
 
-        self.in_conv = WNConv2D(h, 5, strides=2, padding="same", name="in_conv")
+        entry_scale = init_scales(config["init_scheme"])["entry"]
+        self.in_conv = WNConv2D(h, 5, strides=2, padding="same", init_scale=entry_scale, name="in_conv")
         self.in_blocks = blocks(config["processing_blocks"], 5, "in_block")
         self.out_blocks = blocks(config["processing_blocks"], 5, "out_block")
-        self.out_conv = WNConv2DTranspose(channels, 5, strides=2, padding="same", name="out_conv")
+        self.out_conv = WNConv2DTranspose(channels, 5, strides=2, padding="same", init_scale=entry_scale,
+                                          name="out_conv")
         n, per = config["latent_layers"], config["blocks_per_layer"]
         self.up_convs = [latent_conv(2 * z, f"up_conv_{l}") for l in range(n)]
         self.up_blocks = [blocks(per, 3, f"up_block_{l}") for l in range(n)]
@@ -171,6 +175,9 @@ class ResNetVAE(GenerativeModel):
         self.down_blocks = [blocks(per, 3, f"down_block_{l}") for l in range(n)]
         self.z_convs = [latent_conv(h, f"z_conv_{l}") for l in range(n)]
         self.log_scale = self.add_weight(name="log_scale", shape=(), initializer="zeros")
+        with tf.init_scope():  # create every variable now: count_params, summary and loading work at once
+            self._forward(tf.zeros((1, *self.image_shape)), seed=0)
+        self.built = True
         self._bottom_up_fn = tf.function(self._bottom_up, reduce_retracing=True)
         self._log_weights_fn = tf.function(self._log_weights, reduce_retracing=True)
 
@@ -230,6 +237,7 @@ class ResNetVAE(GenerativeModel):
             for block in self.down_blocks[l]:
                 d = block(d, training=training)
             d = d + self.z_convs[l](tf.nn.elu(z))
+        d = tf.nn.elu(d)  # the output path starts with an activation, as in the reference code
         for block in self.out_blocks:
             d = block(d, training=training)
         return self.out_conv(tf.nn.elu(d)), kls
