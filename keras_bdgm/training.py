@@ -177,6 +177,11 @@ class GenerativeModel(tf.keras.Model):
     def metrics(self):
         return [*self._loss_trackers, self._skipped_tracker, self._grad_norm_tracker]
 
+    def count_params(self):
+        """Parameters of the model (every weight but the metrics' running totals)."""
+        metric_state = {id(v) for m in self.metrics for v in m.variables}
+        return int(sum(np.prod(w.shape) for w in self.weights if id(w) not in metric_state))
+
     def compute_losses(self, x, training=False):
         """Returns {name: scalar batch mean} for every name in `loss_names`."""
         raise NotImplementedError

@@ -62,7 +62,12 @@ class ValidationCurve(tf.keras.callbacks.Callback):
         """Mean held-out bits/dim of the current weights (float64)."""
         if self._fn is None:
             model = self.model
-            self._fn = tf.function(lambda x, seed: model.bits_per_dim(x, seed=seed))
+
+            def bits_per_dim(x, seed):
+                return model.bits_per_dim(x, seed=seed)
+
+            # The models' methods are plain TensorFlow code: no AutoGraph conversion needed.
+            self._fn = tf.function(bits_per_dim, autograph=False)
         total = 0.0
         for j, start in enumerate(range(0, len(self.images), self.batch_size)):
             batch = self.images[start:start + self.batch_size]

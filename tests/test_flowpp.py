@@ -155,32 +155,82 @@ def test_all_bijector_variables_are_trained(precision):
     assert all(g is not None for g in grads)
 
 
-def _paper_residual_kernels(cfg, c=3):
-    """Binary weights by hand: each gated block's 3x3 (2w -> w) and 1x1 (2w -> 2w) convs, plus
-    the dequantizer's 1x1 context convs (2 * 32 -> w) and the context network's blocks."""
-    w = cfg["width"]
-    block = 9 * 2 * w * w + 2 * w * 2 * w
-    main = sum(cfg["couplings"]) * cfg["num_blocks"] * block
-    dw = cfg["dequant_width"]
-    deq = cfg["dequant_couplings"] * cfg["dequant_blocks"] * (9 * 2 * dw * dw + 4 * dw * dw + 2 * 32 * dw)
-    cw = cfg["context_width"]
-    ctx = cfg["context_blocks"] * (9 * 2 * cw * cw + 4 * cw * cw)
-    return main + deq + ctx
+def _size(layers):
+    return sum(int(np.prod(w.shape)) for layer in layers for w in layer.trainable_weights)
 
 
-def test_paper_preset_size():
-    model = FlowPlusPlus((32, 32, 3), precision="w32a32", preset="paper")
+def _kernels(blocks, conv):
+    return sum(int(np.prod(getattr(b, conv).kernel.shape)) for b in blocks)
+
+
+def _gains_biases(blocks):
+    return sum(int(np.prod(w.shape)) for b in blocks for w in b.trainable_weights if "kernel" not in w.name)
+
+
+def _component_counts(model):
+    """Parameters per component of a FlowPlusPlus, read off its layers."""
+    nets = [n for stage in model.main.stages for n in stage.networks]
+    blocks = [b for n in nets for b in n.blocks]
+    deq_nets = model.dequantizer.steps.networks
+    deq_blocks = [b for n in deq_nets for b in n.blocks]
+    ctx = model.dequantizer.context_network
+    return {
+        "main normalizations": _size([n for stage in model.main.stages for n in stage.norms]),
+        "main 1x1 convs": _size([c for stage in model.main.stages for c in stage.convs]),
+        "coupling input convs": _size([n.conv_in for n in nets]),
+        "block 3x3 kernels": _kernels(blocks, "conv_in"),
+        "block gate kernels": _kernels(blocks, "conv_gate"),
+        "block gains+biases": _gains_biases(blocks),
+        "layer norms": _size([norm for n in nets for norm in n.norms]),
+        "coupling output convs": _size([n.conv_out for n in nets]),
+        "dequantizer normalizations": _size(model.dequantizer.steps.norms),
+        "dequantizer 1x1 convs": _size(model.dequantizer.steps.convs),
+        "dequantizer coupling input convs": _size([n.conv_in for n in deq_nets]),
+        "dequantizer coupling output convs": _size([n.conv_out for n in deq_nets]),
+        "dequantizer block 3x3 kernels": _kernels(deq_blocks, "conv_in"),
+        "dequantizer block gate kernels": _kernels(deq_blocks, "conv_gate"),
+        "dequantizer context-projection kernels": _kernels(deq_blocks, "conv_context"),
+        "dequantizer block gains+biases": _gains_biases(deq_blocks),
+        "dequantizer layer norms": _size([norm for n in deq_nets for norm in n.norms]),
+        "context input conv": _size([ctx.conv_in]),
+        "context block 3x3 kernels": _kernels(ctx.blocks, "conv_in"),
+        "context gate kernels": _kernels(ctx.blocks, "conv_gate"),
+        "context gains+biases": _gains_biases(ctx.blocks),
+    }
+
+
+# The paper preset at 32x32x3 (Bird et al., 2021; component sizes as in the public code).
+PAPER_COUNTS = {
+    "main normalizations": 55_296, "main 1x1 convs": 1_080, "coupling input convs": 66_960,
+    "block 3x3 kernels": 23_328_000, "block gate kernels": 5_184_000, "block gains+biases": 64_800,
+    "layer norms": 21_600, "coupling output convs": 1_687_920,
+    "dequantizer normalizations": 24_576, "dequantizer 1x1 convs": 72,
+    "dequantizer coupling input convs": 13_920, "dequantizer coupling output convs": 337_584,
+    "dequantizer block 3x3 kernels": 2_073_600, "dequantizer block gate kernels": 460_800,
+    "dequantizer context-projection kernels": 61_440, "dequantizer block gains+biases": 7_680,
+    "dequantizer layer norms": 1_920, "context input conv": 1_792,
+    "context block 3x3 kernels": 55_296, "context gate kernels": 110_592, "context gains+biases": 576,
+}
+
+
+def test_paper_preset_exact_counts():
+    model = FlowPlusPlus((32, 32, 3), precision="w1a32", preset="paper")
+    counts = _component_counts(model)
+    assert counts == PAPER_COUNTS
     fp = footprint(model)
-    assert abs(fp.parameters - 33.56e6) / 33.56e6 < 0.01, fp.parameters
-    assert fp.binary_weights == 0
-    params = fp.parameters
+    assert fp.parameters == sum(PAPER_COUNTS.values()) == 33_559_504
+    assert model.count_params() == 33_559_504  # metric state is not counted
+    binary = sum(v for k, v in PAPER_COUNTS.items() if "kernels" in k)
+    assert fp.binary_weights == binary == 31_273_728
+    assert round(fp.binary_share, 4) == 0.9319
+    # The context network's gates are 3x3 (2C -> 2C); the couplings' gates are 1x1.
+    ctx_block = model.dequantizer.context_network.blocks[0]
+    assert tuple(ctx_block.conv_gate.kernel.shape) == (3, 3, 64, 64)
+    assert tuple(model.main.stages[0].networks[0].blocks[0].conv_gate.kernel.shape) == (1, 1, 240, 240)
     del model
     tf.keras.backend.clear_session()
-    binary = footprint(FlowPlusPlus((32, 32, 3), precision="w1a32", preset="paper"))
-    assert binary.parameters == params
-    assert binary.binary_weights == _paper_residual_kernels(PRESETS["paper"])
-    # Paper: 90.1% binary; ours binarizes every gated block's convs (incl. the context network).
-    assert 0.89 < binary.binary_share < 0.94, binary.binary_share
+    real = FlowPlusPlus((32, 32, 3), precision="w32a32", preset="paper")
+    assert footprint(real).parameters == 33_559_504 and footprint(real).binary_weights == 0
 
 
 def test_bad_inputs_raise_value_errors():

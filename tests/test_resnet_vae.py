@@ -152,20 +152,79 @@ def _hand_count(width, layers=12, z=8, proc=4, channels=3):
     return binary, block_gains + convs + latent + 1  # + the likelihood's log-scale
 
 
-@pytest.mark.parametrize("width,params,share", [(256, 56.15e6, 0.971), (336, 96.06e6, 0.977)])
-def test_paper_preset_size(width, params, share):
-    kwargs = {} if width == 256 else {"width": width}
-    model = ResNetVAE((32, 32, 3), precision="w1a32", preset="paper", **kwargs)
-    model.build((None, 32, 32, 3))
+def _size(layers, kernels=None):
+    """Parameters of `layers`: all, or only (kernels=True) / all but (False) the kernels."""
+    return sum(
+        int(np.prod(w.shape)) for layer in layers for w in layer.trainable_weights
+        if kernels is None or ("kernel" in w.name) == kernels
+    )
+
+
+def _component_counts(model):
+    up = [b for blocks in model.up_blocks for b in blocks]
+    down = [b for blocks in model.down_blocks for b in blocks]
+    return {
+        "input conv": _size([model.in_conv]),
+        "input blocks kernels": _size(model.in_blocks, True),
+        "input blocks gains/biases": _size(model.in_blocks, False),
+        "bottom-up latent convs": _size(model.up_convs),
+        "bottom-up blocks kernels": _size(up, True),
+        "bottom-up blocks gains/biases": _size(up, False),
+        "top-down latent convs": _size(model.down_convs),
+        "top-down blocks kernels": _size(down, True),
+        "top-down blocks gains/biases": _size(down, False),
+        "z convs": _size(model.z_convs),
+        "output blocks kernels": _size(model.out_blocks, True),
+        "output blocks gains/biases": _size(model.out_blocks, False),
+        "output transposed conv": _size([model.out_conv]),
+        "likelihood log-scale": int(np.prod(model.log_scale.shape)),
+    }
+
+
+PAPER_COUNTS = {  # Bird et al. (2021), 32x32x3, width 256
+    "input conv": 19_712, "input blocks kernels": 13_107_200, "input blocks gains/biases": 4_096,
+    "bottom-up latent convs": 442_752, "bottom-up blocks kernels": 14_155_776,
+    "bottom-up blocks gains/biases": 12_288, "top-down latent convs": 885_504,
+    "top-down blocks kernels": 14_155_776, "top-down blocks gains/biases": 12_288,
+    "z convs": 227_328, "output blocks kernels": 13_107_200, "output blocks gains/biases": 4_096,
+    "output transposed conv": 19_206, "likelihood log-scale": 1,
+}
+
+
+def test_paper_preset_exact_counts():
+    model = ResNetVAE((32, 32, 3), precision="w1a32", preset="paper")
+    assert _component_counts(model) == PAPER_COUNTS
     fp = memory.footprint(model)
-    binary, real = _hand_count(width)
-    assert fp.binary_weights == binary
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    assert trainable == binary + real  # the zero top input is no weight
-    assert abs(fp.parameters - params) / params < 0.01
-    assert abs(fp.binary_share - share) < 0.002
-    if width == 256:
-        assert binary == 54_525_952
+    assert fp.parameters == model.count_params() == sum(PAPER_COUNTS.values()) == 56_153_223
+    assert fp.binary_weights == sum(v for k, v in PAPER_COUNTS.items() if "kernels" in k) == 54_525_952
+    assert round(fp.binary_share, 4) == 0.9710
+    binary, real = _hand_count(256)
+    assert (binary, real) == (54_525_952, 56_153_223 - 54_525_952)
+
+
+def test_paper_preset_width_336():
+    model = ResNetVAE((32, 32, 3), precision="w1a1", preset="paper", width=336)
+    fp = memory.footprint(model)
+    assert fp.parameters == model.count_params() == 96_064_903
+    assert fp.binary_weights == _hand_count(336)[0]
+    assert round(fp.binary_share, 4) == 0.9778
+
+
+def test_size_reported_right_after_construction():
+    import larq as lq
+
+    model = ResNetVAE((8, 8, 1), precision="w1a1", preset="small", width=8, latent_layers=2)
+    expected = memory.footprint(model).parameters
+    assert model.count_params() == expected
+    model.summary(print_fn=lambda *a, **k: None)
+    lines = []
+    lq.models.summary(model, print_fn=lines.append)
+    text = "\n".join(lines)
+    total_row = [line for line in text.splitlines() if line.startswith("| Total ")][0].split()
+    one_bit, real = int(total_row[2]), int(total_row[3])
+    assert one_bit == memory.footprint(model).binary_weights
+    assert one_bit + real == expected - 1  # larq's per-layer table leaves out the model's own log-scale
+    assert f"Total params                   {expected / 1000:.1f} k" in text
 
 
 def test_bad_input_and_config():
@@ -190,3 +249,29 @@ def test_bad_input_and_config():
         ResNetVAE((7, 8, 1))
     with pytest.raises(ValueError, match="precision"):
         ResNetVAE(SHAPE, precision="w2a2")
+
+
+def test_output_path_starts_with_elu():
+    """means = out_conv(ELU(out_blocks(ELU(d)))) for the final top-down state d.
+
+    The latent layers' z convs are set to output a constant negative bias (gain 0) and
+    their residual blocks are the identity (as initialized), so d = L * bias exactly; the
+    output block gets random gains so that its place relative to the ELUs matters.
+    """
+    tf.keras.utils.set_random_seed(3)
+    model = ResNetVAE((8, 8, 1), precision="w32a32", preset="small", width=8, latent_layers=2,
+                      processing_blocks=1)
+    keras_bdgm.initialize(model, np.random.randint(0, 256, (16, 8, 8, 1)).astype(np.uint8))
+    bias = -np.linspace(0.2, 1.5, 8).astype(np.float32)
+    for conv in model.z_convs:
+        conv.gain.assign(tf.zeros_like(conv.gain))
+        conv.bias.assign(bias)
+    block = model.out_blocks[0]
+    block.conv2.gain.assign(tf.random.normal(block.conv2.gain.shape))
+    block.conv2.bias.assign(tf.random.normal(block.conv2.bias.shape))
+    means, _ = model._top_down(2, seed=0)
+    d = tf.constant(np.broadcast_to(2 * bias, (2, 4, 4, 8)))
+    expected = model.out_conv(tf.nn.elu(block(tf.nn.elu(d))))
+    np.testing.assert_allclose(means, expected, rtol=1e-5, atol=1e-6)
+    without_first_elu = model.out_conv(tf.nn.elu(block(d)))
+    assert np.max(np.abs(without_first_elu - expected)) > 1e-2

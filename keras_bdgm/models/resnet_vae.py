@@ -214,6 +214,49 @@ class ResNetVAE(GenerativeModel):
                     u = block(u, training=training)
         return params
 
+    # ---------------------------------------------------------------- per-layer steps
+    # The generative path one step at a time. `_top_down` is built from these, and the
+    # lossless codec (keras_bdgm.compression) runs them one layer at a time, so both
+    # compute the same thing from one copy of the logic:
+    #
+    #   d = initial_state(B)
+    #   for l = L-1 .. 0:  p_mean, p_raw, r_mean, r_raw = top_down_params(l, d)
+    #                      z_l = any value (a sample, a bucket centre, ...)
+    #                      d = top_down_update(l, d, z_l)
+    #   means = pixel_means(d)
+    #
+    # with p(z_l | z_>l) = Logistic(p_mean, 0.01 + softplus(p_raw)) and, given
+    # (q_mean, q_raw) = bottom_up(x_scaled)[l], q(z_l | x, z_>l) =
+    # Logistic(r_mean + q_mean, 0.01 + softplus(r_raw + q_raw)).
+
+    def bottom_up(self, x_scaled):
+        """(q_mean, q_raw) of each layer, bottom layer first; each [B, H/2, W/2, z].
+
+        `x_scaled`: float32 images scaled to [-1, 1] (pixels / 127.5 - 1)."""
+        return [tuple(tf.split(p, 2, axis=-1)) for p in self._bottom_up(x_scaled)]
+
+    def initial_state(self, batch_size):
+        """The top-down state d before the top layer: zeros [B, H/2, W/2, width]."""
+        h2, w2, _ = self.latent_shape
+        return tf.zeros([batch_size, h2, w2, self.hparams["width"]])
+
+    def top_down_params(self, l, d):
+        """Layer l's (p_mean, p_raw, r_mean, r_raw), each [B, H/2, W/2, z], from state d."""
+        return tuple(tf.split(self.down_convs[l](tf.nn.elu(d)), 4, axis=-1))
+
+    def top_down_update(self, l, d, z, training=False):
+        """The state after layer l: d = blocks_l^down(d) + conv3x3(ELU(z_l))."""
+        for block in self.down_blocks[l]:
+            d = block(d, training=training)
+        return d + self.z_convs[l](tf.nn.elu(z))
+
+    def pixel_means(self, d, training=False):
+        """The output path: the discretized logistic's means [B, H, W, C] from the final d."""
+        d = tf.nn.elu(d)  # the output path starts with an activation, as in the reference code
+        for block in self.out_blocks:
+            d = block(d, training=training)
+        return self.out_conv(tf.nn.elu(d))
+
     def _top_down(self, batch_size, up_params=None, seed=None, temperature=1.0, training=False):
         """Runs the generative path; returns (logistic means [B, H, W, C], KL maps).
 
@@ -223,24 +266,18 @@ class ResNetVAE(GenerativeModel):
         """
         n = self.num_latent_layers
         seeds = tfp.random.split_seed(self._seed(seed), n=n)
-        h2, w2, _ = self.latent_shape
-        d = tf.zeros([batch_size, h2, w2, self.hparams["width"]])
+        d = self.initial_state(batch_size)
         kls = [None] * n
         for l in reversed(range(n)):
-            p_mean, p_raw, r_mean, r_raw = tf.split(self.down_convs[l](tf.nn.elu(d)), 4, axis=-1)
+            p_mean, p_raw, r_mean, r_raw = self.top_down_params(l, d)
             if up_params is None:
                 z = logistic_from_raw(p_mean, p_raw, temperature=temperature).sample(seed=seeds[l])
             else:
                 q_mean, q_raw = tf.split(up_params[l], 2, axis=-1)
                 posterior = logistic_from_raw(r_mean + q_mean, r_raw + q_raw)
                 z, kls[l] = sample_with_kl(posterior, logistic_from_raw(p_mean, p_raw), seeds[l])
-            for block in self.down_blocks[l]:
-                d = block(d, training=training)
-            d = d + self.z_convs[l](tf.nn.elu(z))
-        d = tf.nn.elu(d)  # the output path starts with an activation, as in the reference code
-        for block in self.out_blocks:
-            d = block(d, training=training)
-        return self.out_conv(tf.nn.elu(d)), kls
+            d = self.top_down_update(l, d, z, training=training)
+        return self.pixel_means(d, training=training), kls
 
     def likelihood(self, means):
         """p(x | z): the discretized logistic with the learned scalar log-scale."""
