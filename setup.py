@@ -18,6 +18,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["keras_bdgm", "keras_bdgm.*"]),
+    # The trained 1-bit models (packed weights and their records) ship inside the package.
+    package_data={"keras_bdgm.pretrained": ["*.bdgm", "*.json"]},
     install_requires=[
         "tensorflow>=2.18,<2.22",
         # tf-keras must match tensorflow's minor version; pip resolves the pair together.
@@ -33,7 +35,7 @@ setup(
         "numpy",
         "pillow",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "bench": ["matplotlib"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

@@ -7,12 +7,18 @@ Each trial trains with examples/train.py's logic, is scored by validation bits/d
 10% of the training split) and reports its memory.
 """
 
+import dataclasses
 import json
+import os
+import sys
 
-import keras_bdgm  # noqa: F401
-from absl import app, flags
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines off; before it loads
 
-from keras_bdgm import experiment, tuning
+import keras_bdgm  # noqa: E402,F401
+from absl import flags  # noqa: E402
+
+from keras_bdgm import cli, experiment, tuning  # noqa: E402
+from keras_bdgm.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "flowpp", list(experiment.MODELS), "Which model.")
@@ -28,23 +34,53 @@ flags.DEFINE_integer("eval_examples", 1000, "Validation images per trial.")
 flags.DEFINE_string("model_dir", "runs/width_search", "Where the trials go.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_float("minutes_per_trial", None, "Train each trial for this many minutes (at most epochs x steps).")
+flags.DEFINE_string("train_split", "train[:90%]", "Split the trials train on (disjoint from the validation split).")
+flags.DEFINE_string("validation_split", "train[90%:]", "Split that scores the trials.")
 flags.DEFINE_string("overrides", "{}", "JSON dict of preset overrides applied to every trial.")
 
 
-def main(argv):
-    del argv
+def _checked_config():
+    """The trials' base config, after checking every trial's settings and the data."""
+    try:
+        overrides = json.loads(FLAGS.overrides)
+        widths = [int(w) for w in FLAGS.widths]
+    except ValueError as err:
+        raise ConfigError(f"--widths must list integers and --overrides must be a JSON object: {err}.") from None
+    if not widths or not FLAGS.precisions:
+        raise ConfigError("--widths and --precisions must each list at least one value.")
     config = experiment.TrainConfig(
         model=FLAGS.model, preset=FLAGS.preset, dataset=FLAGS.dataset, epochs=FLAGS.epochs,
         steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size,
         model_dir=FLAGS.model_dir, data_dir=FLAGS.data_dir, eval_examples=FLAGS.eval_examples,
-        seed=FLAGS.seed, verbose=2, overrides=json.loads(FLAGS.overrides),
+        seed=FLAGS.seed, verbose=2, overrides=overrides,
     )
+    trials = [
+        dataclasses.replace(config, precision=precision, overrides={**config.overrides, "width": width},
+                            train_split=FLAGS.train_split, eval_split=FLAGS.validation_split).resolved()
+        for precision in FLAGS.precisions for width in widths
+    ]
+    experiment.check_data(trials[0])
+    return config, widths
+
+
+def main(argv):
+    del argv
+    config, widths = _checked_config()
     tuner = tuning.WidthSearch(
-        config, widths=[int(w) for w in FLAGS.widths], precisions=FLAGS.precisions, max_trials=FLAGS.max_trials
+        config, widths=widths, precisions=FLAGS.precisions, max_trials=FLAGS.max_trials,
+        validation_split=FLAGS.validation_split, train_split=FLAGS.train_split,
+        seconds_per_trial=FLAGS.minutes_per_trial and 60 * FLAGS.minutes_per_trial,
     )
     tuner.search()
-    print(tuning.format_table(tuner.results()))
+    rows = tuner.results()
+    print(tuning.format_table(rows))
+    failed = [r["trial"] for r in rows if r["status"] != "COMPLETED"]
+    if failed:
+        print(f"width_search.py: error: trial(s) {', '.join(failed)} of {len(rows)} failed "
+              "(their errors are above); the table lacks their results.", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -41,12 +41,18 @@ def _select_legacy_keras():
 _select_legacy_keras()
 
 # pylint: disable=wrong-import-position
+from keras_bdgm import _tf_import  # noqa: E402
+
+_tf_import.import_tensorflow()  # its start-up lines obey TF_CPP_MIN_LOG_LEVEL
+
 from keras_bdgm import blocks  # noqa: E402
 from keras_bdgm import init  # noqa: E402
 from keras_bdgm import layers  # noqa: E402
 from keras_bdgm import memory  # noqa: E402
 from keras_bdgm import models  # noqa: E402
 from keras_bdgm import precision  # noqa: E402
+from keras_bdgm import schedules  # noqa: E402  (registers the learning-rate schedules with Keras)
+from keras_bdgm import pretrained  # noqa: E402
 from keras_bdgm.init import initialize  # noqa: E402
 
-__all__ = ["blocks", "init", "initialize", "layers", "memory", "models", "precision"]
+__all__ = ["blocks", "init", "initialize", "layers", "memory", "models", "precision", "pretrained"]

@@ -95,7 +95,8 @@ class _PrecisionBlock(tf.keras.layers.Layer):
 class ResidualBlock(_PrecisionBlock):
     """act -> conv(k x k) -> act -> [dropout] -> conv(k x k, init_scale 0) -> + input.
 
-    The ResNet VAE's residual block (REFERENCE: Kingma et al. 2016; Bird et al. 2021).
+    The ResNet VAE's residual block (Kingma et al. 2016; Bird et al. 2021; see
+    docs/ARCHITECTURE.md).
 
     Args:
       filters: channels of the input and output.

@@ -47,13 +47,14 @@ def test_residual_block_matches_oracle(precision):
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("context", [False, True])
-def test_gated_residual_block_matches_oracle(precision, context):
+@pytest.mark.parametrize("context,gate_kernel_size", [(False, 1), (True, 1), (False, 3)])
+def test_gated_residual_block_matches_oracle(precision, context, gate_kernel_size):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 5, 5, 3)).astype("float32")
     c = rng.normal(size=(2, 5, 5, 2)).astype("float32") if context else None
-    block = blocks.GatedResidualBlock(3, precision=precision, context=context)
+    block = blocks.GatedResidualBlock(3, precision=precision, context=context, gate_kernel_size=gate_kernel_size)
     block(x, context=c)
+    assert tuple(block.conv_gate.kernel.shape) == (gate_kernel_size, gate_kernel_size, 6, 6)
     _randomize(block, rng)
     a1 = precision == "w1a1"
 
@@ -83,6 +84,29 @@ def test_blocks_are_identity_after_initialize(precision):
     done = keras_bdgm.initialize(model, [x, c])
     assert len(done) == 2 + 2 + 3
     np.testing.assert_array_equal(model([x, c]).numpy(), x)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_reference_init_scheme_scales_conv_in_and_gate_to_a_tenth(precision):
+    """init_scheme="reference": conv_in and the gate conv output mean 0, std 0.1 per channel
+    on the init batch (the oracle recomputes both convs in numpy from the set weights)."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(64, 6, 6, 4)).astype("float32")
+    block = blocks.GatedResidualBlock(4, precision=precision, gate_kernel_size=3, init_scheme="reference")
+    keras_bdgm.initialize(block, x)
+    a1 = precision == "w1a1"
+
+    def concat_act(t):
+        t = np.concatenate([t, -t], axis=-1)
+        return t if a1 else oracles.elu(t)
+
+    h = _np_conv(block.conv_in, concat_act(x), a1)
+    gate = _np_conv(block.conv_gate, concat_act(h), a1)
+    for out in (h, gate):
+        np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+        np.testing.assert_allclose(out.std(axis=(0, 1, 2)), 0.1, rtol=1e-3)
+    with pytest.raises(ValueError, match="Unknown init scheme 'paper'; expected one of: identity, reference"):
+        blocks.GatedResidualBlock(4, init_scheme="paper")
 
 
 def test_dropout_only_in_full_precision():

@@ -13,6 +13,23 @@ Flow++: n = 4, 2, 3). The training loss is the variational bound in bits per dim
 
 `model.flow` is the generative map z -> y in [0, 256) as one `tfb.Bijector`, so
 `tfd.TransformedDistribution(model.prior, model.flow)` is the continuous density.
+docs/ARCHITECTURE.md has the layer-by-layer shapes and parameter counts.
+
+Differences from the public code (tom-bird/binary-gen-models), kept on purpose:
+
+* The inverse mixture CDF uses float64 Chandrupatla root finding
+  (`tfp.math.find_root_chandrupatla`) on an exact bracket, not float32 bisection: TFP has
+  no plain bisection, it needs fewer iterations, and non-convergence raises.
+* Linear weight-norm gain, not softplus of a log-gain: it can start at exactly 0, so
+  every gated block can start as the identity through one code path.
+* Only the binary latent weights are clipped to [-1, 1] after each step, as in the paper;
+  the public code's clamp also hits the gains and biases of its binary 1x1 layers (gate
+  convs, context projections).
+* sign(0) = +1 (larq's `ste_sign`), not 0 as in torch; it matters only where an input is
+  exactly 0.
+* The training defaults (keras_bdgm.experiment) are those of the public train_flow.py at
+  commit 8b45e5d: Adam, batch 128, lr 1e-3 constant, clip 1.0, skip bound 100, 25 init
+  batches.
 
 #### Examples
 
@@ -59,7 +76,8 @@ PRESETS = {
         "context_blocks": 3,
         "dropout": 0.2,
         "attention_heads": 0,         # Flow++'s gated self-attention: off (as in the paper)
-        "init_scheme": "identity",    # data-dependent init scales, see keras_bdgm.init.INIT_SCHEMES
+        "init_scheme": "reference",   # data-dependent init scales (keras_bdgm.init.INIT_SCHEMES);
+                                      # measured better than "identity": BENCHMARKS.md, "Init schemes"
     },
     # 28x28x1, trains on 2 CPU cores.
     "small": {
@@ -239,6 +257,7 @@ class FlowPlusPlus(GenerativeModel):
 
     def sample(self, n, temperature=1.0, seed=None):
         """n images, uint8 [n, H, W, C], from z ~ N(0, temperature^2 I) through `flow`."""
+        self.check_sample_args(n, temperature)
         z = _normal((int(n), *self.latent_shape), seed, self) * temperature
         y = self.flow.forward(z)
         return tf.cast(tf.clip_by_value(tf.floor(y), 0.0, 255.0), tf.uint8)

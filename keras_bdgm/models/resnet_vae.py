@@ -1,6 +1,7 @@
 """ResNet VAE with bidirectional inference, full-precision or binary (Bird et al., 2021).
 
-Architecture (REFERENCE.md section 2), pixels scaled to [-1, 1], latents at H/2 x W/2:
+Architecture (docs/ARCHITECTURE.md has the layer-by-layer shapes and parameter counts),
+pixels scaled to [-1, 1], latents at H/2 x W/2:
 
     in:   x -> 5x5 stride-2 WN conv (C -> h) -> ELU -> processing ResidualBlocks (5x5)
     up:   for layer l = 1..L:   (q_mean_l, q_raw_l) = conv3x3(ELU(u));  u = blocks_l^up(u)
@@ -26,6 +27,24 @@ Losses (bits per dimension, D = H*W*C):
 
 `log_prob(x, num_samples=K)` is the ELBO at K = 1 and the importance-weighted bound
 log (1/K) sum_k exp(log p(x, z_k) - log q(z_k | x)) for K > 1, computed in chunks.
+
+Differences from the public code (tom-bird/binary-gen-models), kept on purpose:
+
+* sign(0) = +1 (larq's `ste_sign`), not 0 as in torch: at w1a1 the first top-down
+  residual block sees the all-zero start state as all +1. A 1-bit value has no 0.
+* Likelihood scale exp(log_scale), not softplus(raw): the same one positive scalar, and
+  the parameter is the log-scale its name says.
+* Exact discretized logistic (every bin's mass in log space), not the PixelCNN++-style
+  approximation for low-mass bins: the loss is a true bound.
+* Evaluation reports the ELBO without free bits; the public code keeps the free-bits floor
+  in its test loss, which overstates that loss.
+* Linear weight-norm gain, not softplus of a log-gain: it can start at exactly 0, so every
+  residual block starts as the identity through one code path.
+* ELU, not tanh, as the real-valued residual activation: the paper says ELU.
+* The training recipe (keras_bdgm.experiment) is that of the public train_rvae.py at commit
+  8b45e5d (Adam, batch 128, lr 2e-3 decayed x0.999995 per step to 5e-4, clip 1.0, skip bound
+  1e5, 2 init batches), the script written for this model; the later train.py (a9311d2)
+  has other defaults (lr 1e-3 constant, skip bound 100, 25 init batches, 1 processing block).
 
 #### Examples
 
@@ -77,7 +96,8 @@ PRESETS = {
         "dropout": 0.0,
         "clip_norm": 1.0,
         "skip_threshold": 1e5,
-        "init_scheme": "identity",  # data-dependent init scales, see keras_bdgm.init.INIT_SCHEMES
+        "init_scheme": "identity",  # data-dependent init scales (keras_bdgm.init.INIT_SCHEMES); a near
+                                    # tie with "reference": BENCHMARKS.md, "Init schemes"
     },
     # 28x28x1 (e.g. Fashion-MNIST) at > 50 training images/s on 2 CPU cores.
     "small": {
