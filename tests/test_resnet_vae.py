@@ -67,9 +67,12 @@ def test_iwae_bound_grows_with_samples(trained):
     elbo, iwae10, iwae100 = mean_bound(1, 100), mean_bound(10, 10), mean_bound(100, 1)
     assert iwae10 >= elbo - 0.05 and iwae100 >= iwae10 - 0.05, (elbo, iwae10, iwae100)
     assert iwae100 > elbo + 0.1, (elbo, iwae100)
-    # chunking only changes which noise is drawn, not the bound's value (up to noise).
-    chunked = model.log_prob(x, num_samples=100, seed=8, samples_per_chunk=7)
-    assert abs(float(np.mean(chunked)) - iwae100) < 0.5
+    # chunking only changes which noise is drawn, not the bound's value (up to noise, which
+    # the mean over 10 repeats of the images keeps small).
+    tiled = np.tile(x, (10, 1, 1, 1))
+    chunked = model.log_prob(tiled, num_samples=100, seed=8, samples_per_chunk=7)
+    whole = model.log_prob(tiled, num_samples=100, seed=9, samples_per_chunk=100)
+    assert abs(float(np.mean(chunked)) - float(np.mean(whole))) < 0.3
     # K = 1 is the ELBO: log p(x|z) - KL, in bits/dim the evaluation objective.
     bpd = -elbo / (math.prod(SHAPE) * math.log(2.0))
     repeated = np.tile(x, (100, 1, 1, 1))

@@ -1,0 +1,79 @@
+"""Lossless image compression with keras_bdgm's models (bits-back ANS with the ResNet VAE).
+
+    data = compress(model, images)          # uint8 [N, H, W, C] -> bytes
+    images = decompress(model, data)        # bytes -> uint8 [N, H, W, C], bit-exact
+
+A trained `ResNetVAE` codes images at about its negative ELBO (`BitsBackCodec`, bits-back
+coding with ANS, on the `constriction` library), plus a one-off cost of initial bits for
+the first batch, reported separately. The file is self-describing (magic, version, image
+shape and count, the model's fingerprint, codec parameters, CRC-32;
+`keras_bdgm.compression.container`); decoding a truncated, corrupt or unknown-version
+file, or decoding with another model, raises a ValueError that says which.
+
+Decoding must run on the same kind of machine as encoding (see
+`keras_bdgm.compression.bits_back`: the network's float results differ between CPU
+architectures and kernels).
+
+Modules, one job each:
+
+* `codec`: the `ImageCodec` interface (images <-> file bytes) and `CodingStats`.
+* `bits_back`: `BitsBackCodec`, the ResNet VAE codec.
+* `buckets`, `pixels`, `logistic`: the float64 probability tables.
+* `stack`: the ANS stack on constriction (array pushes/pops, underflow guard, initial words).
+* `container`: the file format; `model_fingerprint`: the model hash.
+
+Example:
+
+    from keras_bdgm import compression
+    codec = compression.BitsBackCodec(model, num_buckets=1024, batch_size=16)
+    data = codec.compress(images, progress=True)
+    print(codec.last_stats.summary())        # bits/dim net and with initial bits, images/s
+    compression.write_atomic("images.kbc", data)
+    assert (compression.decompress(model, open("images.kbc", "rb").read()) == images).all()
+"""
+
+from keras_bdgm.compression import container
+from keras_bdgm.compression.bits_back import DEFAULT_BATCH_SIZE, DEFAULT_NUM_BUCKETS, BitsBackCodec
+from keras_bdgm.compression.codec import CodingStats, ImageCodec
+from keras_bdgm.compression.container import write_atomic
+from keras_bdgm.compression.model_fingerprint import fingerprint
+
+# Codec name (as stored in files) -> class.
+CODECS = {BitsBackCodec.name: BitsBackCodec}
+
+
+def codec_for(model, **kwargs):
+    """The codec for `model` (a BitsBackCodec for a ResNetVAE); kwargs go to its constructor."""
+    if hasattr(model, "top_down_params"):
+        return BitsBackCodec(model, **kwargs)
+    raise ValueError(
+        f"No lossless codec for {type(model).__name__} yet; keras_bdgm.compression codes with a ResNetVAE."
+    )
+
+
+def compress(model, images, progress=None, **kwargs):
+    """uint8 images [N, H, W, C] -> compressed bytes (kwargs: num_buckets, batch_size).
+
+    Raises ValueError for images of the wrong dtype or shape, before anything is coded.
+    """
+    return codec_for(model, **kwargs).compress(images, progress=progress)
+
+
+def decompress(model, data, progress=None):
+    """Compressed bytes -> uint8 images [N, H, W, C]; the codec parameters come from the file.
+
+    Raises ValueError for a file that is truncated, corrupt, of an unknown version or
+    format, or that was written with another model.
+    """
+    header, _ = container.unpack(data)
+    codec_class = CODECS.get(header["codec"])
+    if codec_class is None:
+        raise ValueError(f"The data was written by an unknown codec {header['codec']!r}; known: {sorted(CODECS)}.")
+    codec = codec_class.from_params(model, header["params"])
+    return codec.decompress(data, progress=progress)
+
+
+__all__ = [
+    "BitsBackCodec", "CODECS", "CodingStats", "DEFAULT_BATCH_SIZE", "DEFAULT_NUM_BUCKETS", "ImageCodec",
+    "codec_for", "compress", "container", "decompress", "fingerprint", "write_atomic",
+]

@@ -1,0 +1,242 @@
+"""The codec interface: images <-> a self-describing compressed file, for any model.
+
+An `ImageCodec` turns uint8 images [N, H, W, C] into ANS words and back
+(`encode_words` / `decode_words`, implemented per model family: bits-back coding for the
+ResNet VAE in `keras_bdgm.compression.bits_back`; local bits-back for Flow++ would be
+another subclass). This base class does the rest, the same for every codec: checking the
+images before anything is coded, the container (`keras_bdgm.compression.container`) with
+the model's fingerprint, the model check on decoding, timing, and the `CodingStats`
+of the last call.
+
+Example:
+
+    codec = BitsBackCodec(model, num_buckets=1024, batch_size=16)
+    data = codec.compress(images, progress=True)     # bytes
+    print(codec.last_stats.summary())
+    images_back = codec.decompress(data)             # uint8 [N, H, W, C]
+"""
+
+import abc
+import contextlib
+import dataclasses
+import math
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from keras_bdgm.compression import container
+from keras_bdgm.compression.model_fingerprint import fingerprint
+
+
+@dataclasses.dataclass
+class CodingStats:
+    """Sizes and speed of one compress or decompress call.
+
+    payload_bits: the ANS words in the file (32 per word).
+    initial_bits: the part of the payload that pays for the first pops (the initial
+      bits of bits-back coding; 0 for codecs without them).
+    net_bits = payload_bits - initial_bits: what the images themselves cost.
+    file_bytes: the whole file (header, payload, CRC).
+    information: the summed -log2 probabilities of the coded symbols by part (e.g.
+      "pixels", "latent_prior", "latent_posterior"), from the codec's own tables.
+    """
+
+    images: int
+    dims_per_image: int
+    payload_bits: int
+    initial_bits: int
+    file_bytes: int
+    seconds: float
+    direction: str = "encode"
+    information: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def net_bits(self):
+        return self.payload_bits - self.initial_bits
+
+    def _per_dim(self, bits):
+        return bits / (self.images * self.dims_per_image)
+
+    @property
+    def net_bits_per_dim(self):
+        return self._per_dim(self.net_bits)
+
+    @property
+    def bits_per_dim_with_initial(self):
+        return self._per_dim(self.payload_bits)
+
+    @property
+    def file_bits_per_dim(self):
+        return self._per_dim(8 * self.file_bytes)
+
+    @property
+    def images_per_second(self):
+        return self.images / self.seconds if self.seconds > 0 else math.inf
+
+    def as_dict(self):
+        out = dataclasses.asdict(self)
+        for name in ("net_bits", "net_bits_per_dim", "bits_per_dim_with_initial", "file_bits_per_dim",
+                     "images_per_second"):
+            out[name] = getattr(self, name)
+        return out
+
+    def summary(self):
+        return (
+            f"{self.images} images, {self.file_bytes} bytes: {self.net_bits_per_dim:.4f} bits/dim net, "
+            f"{self.bits_per_dim_with_initial:.4f} with {self.initial_bits} initial bits, "
+            f"{self.file_bits_per_dim:.4f} for the whole file; "
+            f"{self.direction} {self.images_per_second:.1f} images/s"
+        )
+
+
+def progress_callback(progress, total):
+    """A callable(done) from progress: None, True (a Keras Progbar) or callable(done, total)."""
+    if progress is None or progress is False:
+        return lambda done: None
+    if progress is True:
+        bar = tf.keras.utils.Progbar(total, unit_name="image")
+        return lambda done: bar.update(done)
+    return lambda done: progress(done, total)
+
+
+@contextlib.contextmanager
+def op_determinism():
+    """Enables TensorFlow's op determinism for the block, then restores the previous setting.
+
+    (Restoring matters: with determinism on, TensorFlow refuses unseeded random ops.) The
+    public API can only enable it; reading and disabling it use TensorFlow's own
+    `tensorflow.python.framework.config` functions where they exist, else it stays on.
+    """
+    try:
+        from tensorflow.python.framework import config as tf_config  # pylint: disable=import-outside-toplevel
+        was_enabled = tf_config.is_op_determinism_enabled()
+        disable = tf_config.disable_op_determinism
+    except (ImportError, AttributeError):
+        was_enabled, disable = True, None
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled and disable is not None:
+            disable()
+
+
+class ImageCodec(abc.ABC):
+    """Lossless codec of uint8 images with a trained model.
+
+    Subclasses set `name` (stored in the file) and implement `params`, `from_params`,
+    `encode_words` and `decode_words`.
+    """
+
+    name = None
+
+    def __init__(self, model):
+        self.model = model
+        self.image_shape = tuple(int(d) for d in model.image_shape)
+        self.dims_per_image = int(np.prod(self.image_shape))
+        self.last_stats = None
+        self._fingerprint = None
+
+    # ------------------------------------------------------------ per-codec parts
+
+    @abc.abstractmethod
+    def params(self):
+        """The codec's configuration (JSON-able dict) that decoding needs."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_params(cls, model, params):
+        """A codec for `model` configured as the file's `params` say."""
+
+    @abc.abstractmethod
+    def encode_words(self, images, progress):
+        """uint8 [N, H, W, C] -> (uint32 words, per-file params dict, initial bits, information)."""
+
+    @abc.abstractmethod
+    def decode_words(self, words, count, file_params, progress):
+        """The inverse of `encode_words`: uint8 [count, H, W, C] (ValueError if inconsistent)."""
+
+    # ------------------------------------------------------------ shared
+
+    @property
+    def fingerprint(self):
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.model)
+        return self._fingerprint
+
+    def check_images(self, images):
+        """Returns images as a C-contiguous uint8 array [N, H, W, C], or raises ValueError."""
+        if not isinstance(images, np.ndarray):
+            if tf.is_tensor(images):
+                images = images.numpy()
+            else:
+                raise ValueError(f"images must be a uint8 numpy array [N, H, W, C], got {type(images).__name__}.")
+        if images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (pixel values 0..255), got dtype {images.dtype}.")
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape or images.shape[0] < 1:
+            raise ValueError(
+                f"images must be [N >= 1, {', '.join(map(str, self.image_shape))}] for this model, "
+                f"got shape {tuple(images.shape)}."
+            )
+        return np.ascontiguousarray(images)
+
+    def compress(self, images, progress=None):
+        """uint8 images [N, H, W, C] -> the compressed file's bytes; sets `last_stats`."""
+        images = self.check_images(images)
+        start = time.perf_counter()
+        with op_determinism():
+            words, file_params, initial_bits, information = self.encode_words(
+                images, progress_callback(progress, len(images)))
+        header = {
+            "codec": self.name,
+            "image_shape": list(self.image_shape),
+            "count": int(len(images)),
+            "model": {"class": type(self.model).__name__, "fingerprint": self.fingerprint},
+            "params": {**self.params(), **file_params},
+        }
+        data = container.pack(header, words)
+        self.last_stats = CodingStats(
+            images=len(images), dims_per_image=self.dims_per_image, payload_bits=32 * int(words.size),
+            initial_bits=int(initial_bits), file_bytes=len(data), seconds=time.perf_counter() - start,
+            direction="encode", information=information)
+        return data
+
+    def check_header(self, header, name="data"):
+        """Raises ValueError if the file was written by another codec or model."""
+        if header["codec"] != self.name:
+            raise ValueError(f"{name} was written by codec {header['codec']!r}; this model's codec is {self.name!r}.")
+        file_model = header["model"]
+        if (file_model.get("class") != type(self.model).__name__
+                or file_model.get("fingerprint") != self.fingerprint
+                or tuple(header["image_shape"]) != self.image_shape):
+            raise ValueError(
+                f"{name} was compressed with a different model: the file's model is "
+                f"{file_model.get('class')} {tuple(header['image_shape'])} with fingerprint "
+                f"{str(file_model.get('fingerprint'))[:16]}..., this one is {type(self.model).__name__} "
+                f"{self.image_shape} with fingerprint {self.fingerprint[:16]}... Decode it with the model "
+                "(same weights and precision) that compressed it."
+            )
+
+    def decompress(self, data, progress=None, name="data"):
+        """The compressed file's bytes -> uint8 images [N, H, W, C]; sets `last_stats`.
+
+        Raises ValueError (and returns nothing) for a file that is not a compressed file,
+        has an unknown version, is truncated or corrupt, or was written with another model.
+        """
+        header, words = container.unpack(data, name=name)
+        self.check_header(header, name)
+        codec = self
+        own = self.params()
+        if any(header["params"].get(key) != value for key, value in own.items()):
+            codec = type(self).from_params(self.model, header["params"])
+            codec._fingerprint = self._fingerprint  # pylint: disable=protected-access
+        count = int(header["count"])
+        start = time.perf_counter()
+        with op_determinism():
+            images = codec.decode_words(words, count, header["params"], progress_callback(progress, count))
+        self.last_stats = CodingStats(
+            images=count, dims_per_image=self.dims_per_image, payload_bits=32 * int(words.size),
+            initial_bits=int(header["params"].get("initial_bits", 0)), file_bytes=len(data),
+            seconds=time.perf_counter() - start, direction="decode")
+        return images
