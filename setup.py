@@ -34,6 +34,8 @@ setup(
         "tensorboard",
         "numpy",
         "pillow",
+        # ANS entropy coder of keras_bdgm.compression (bits-back lossless image coding).
+        "constriction>=0.4",
     ],
     extras_require={"test": ["pytest>=7"], "bench": ["matplotlib"]},
     classifiers=[

@@ -46,6 +46,7 @@ from keras_bdgm import _tf_import  # noqa: E402
 _tf_import.import_tensorflow()  # its start-up lines obey TF_CPP_MIN_LOG_LEVEL
 
 from keras_bdgm import blocks  # noqa: E402
+from keras_bdgm import compression  # noqa: E402
 from keras_bdgm import init  # noqa: E402
 from keras_bdgm import layers  # noqa: E402
 from keras_bdgm import memory  # noqa: E402
@@ -55,4 +56,4 @@ from keras_bdgm import schedules  # noqa: E402  (registers the learning-rate sch
 from keras_bdgm import pretrained  # noqa: E402
 from keras_bdgm.init import initialize  # noqa: E402
 
-__all__ = ["blocks", "init", "initialize", "layers", "memory", "models", "precision", "pretrained"]
+__all__ = ["blocks", "compression", "init", "initialize", "layers", "memory", "models", "precision", "pretrained"]
