@@ -5,7 +5,8 @@ train step's time goes; and the before/after of the optimization of its biggest 
 
 "small" presets at 28x28x1, batch 64, random uint8 images (speed does not depend on
 content). A train step is the model's compiled Keras train function (as `fit` runs it);
-eager is `run_eagerly=True`. Sampling draws 64 images with `model.sample`.
+eager is `run_eagerly=True`. Sampling draws 16 and 64 images with `model.sample`, eagerly
+(`compiled=False`) and compiled (its tf.function graph, traced in a warm-up call per size).
 """
 
 import argparse
@@ -42,12 +43,19 @@ def train_rate(model_name, precision, mode, steps):
     return steps * BATCH / (time.perf_counter() - start), model
 
 
-def sample_rate(model, n=64):
-    model.sample(8, seed=0)  # warm up
-    start = time.perf_counter()
-    images = model.sample(n, seed=1)
-    np.asarray(images)
-    return n / (time.perf_counter() - start)
+SAMPLE_SIZES = (16, 64)
+
+
+def sample_rates(model, sizes=SAMPLE_SIZES):
+    """Sample img/s for each size, eager then compiled: [(n, "eager" | "compiled", rate)]."""
+    rates = []
+    for n in sizes:
+        for compiled in (False, True):
+            model.sample(n, seed=0, compiled=compiled)  # warm up (traces the graph for this n)
+            start = time.perf_counter()
+            np.asarray(model.sample(n, seed=1, compiled=compiled))
+            rates.append((n, "compiled" if compiled else "eager", n / (time.perf_counter() - start)))
+    return rates
 
 
 def main():
@@ -65,8 +73,10 @@ def main():
 
     log(f"# bench/speed.py --steps={args.steps} --eager_steps={args.eager_steps} --repeats={args.repeats}")
     log("")
-    log("| model | precision | train img/s eager | train img/s tf.function | train img/s XLA | sample img/s |")
-    log("|---|---|---|---|---|---|")
+    sample_cols = [f"sample img/s {mode} n={n}" for n in SAMPLE_SIZES for mode in ("eager", "compiled")]
+    log("| model | precision | train img/s eager | train img/s tf.function | train img/s XLA | "
+        + " | ".join(sample_cols) + " |")
+    log("|---" * (5 + len(sample_cols)) + "|")
     for model_name in ("flowpp", "resnet_vae"):
         for precision in ("w32a32", "w1a32", "w1a1"):
             rates = {}
@@ -77,9 +87,10 @@ def main():
                 except Exception as e:  # noqa: BLE001  (report, keep benchmarking)
                     rates[mode] = f"fails: {type(e).__name__}"
                 if mode == "tf.function":
-                    sampled = sample_rate(model)
+                    sampled = sample_rates(model)
             cells = [f"{r:.0f}" if isinstance(r, float) else r for r in rates.values()]
-            log(f"| {model_name} | {precision} | {' | '.join(cells)} | {sampled:.1f} |")
+            cells += [f"{r:.1f}" for *_, r in sampled]
+            log(f"| {model_name} | {precision} | {' | '.join(cells)} |")
 
     log("")
     log("## Profile of one train step (tf.function, w1a1), 3 steps traced")

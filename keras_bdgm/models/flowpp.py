@@ -151,14 +151,19 @@ class MainFlow(tf.keras.layers.Layer):
         }
 
 
-def _normal(shape, seed, model):
-    """Standard normal noise: fresh from `model.noise_seed()` or, with a seed, reproducible."""
+def _stateless_seed(seed, model):
+    """An int32[2] seed for stateless random ops: fresh from `model.noise_seed()` when None,
+    else from an int (seed -> (seed, 0)) or the first two values of a pair (reproducible)."""
     if seed is None:
-        return tf.random.stateless_normal(shape, seed=model.noise_seed())
+        return tf.cast(model.noise_seed(), tf.int32)
     seed = tf.cast(tf.reshape(tf.convert_to_tensor(seed), [-1])[:2] if not isinstance(seed, int)
                    else tf.constant([seed, 0]), tf.int32)
-    seed = tf.pad(seed, [[0, 2 - tf.size(seed)]])
-    return tf.random.stateless_normal(shape, seed=seed)
+    return tf.pad(seed, [[0, 2 - tf.size(seed)]])
+
+
+def _normal(shape, seed, model):
+    """Standard normal noise: fresh from `model.noise_seed()` or, with a seed, reproducible."""
+    return tf.random.stateless_normal(shape, seed=_stateless_seed(seed, model))
 
 
 @_serializable
@@ -204,6 +209,8 @@ class FlowPlusPlus(GenerativeModel):
         with tf.init_scope():  # create every variable now, so weights can be loaded at once
             self._log_weights(tf.zeros((1, *self.image_shape)), training=False, seed=0)
         self.built = True
+        # `sample`'s graph: traced once per n; temperature and seed are tensor arguments.
+        self._sample_fn = tf.function(self._sample_images)
 
     @property
     def latent_shape(self):
@@ -255,10 +262,31 @@ class FlowPlusPlus(GenerativeModel):
         log_w = tf.reshape(self._log_weights(tiled, training=False, seed=seed), [num_samples, n])
         return tf.reduce_logsumexp(log_w, axis=0) - math.log(num_samples)
 
-    def sample(self, n, temperature=1.0, seed=None):
-        """n images, uint8 [n, H, W, C], from z ~ N(0, temperature^2 I) through `flow`."""
+    def sample(self, n, temperature=1.0, seed=None, compiled=True):
+        """n images, uint8 [n, H, W, C], from z ~ N(0, temperature^2 I) through `flow`.
+
+        Args:
+          n: number of images, >= 1.
+          temperature: > 0; scales the prior's standard deviation.
+          seed: int (or pair of ints) for reproducible images; None draws fresh noise.
+          compiled: run as a `tf.function` graph, traced once per n (temperature and the seed
+            go in as tensors, so changing them does not retrace). False runs the same code
+            eagerly: the reference path, giving the same images (up to float rounding that
+            can move a rare pixel across an integer boundary).
+
+        Raises:
+          ValueError: n < 1 or temperature <= 0.
+          tf.errors.InvalidArgumentError: an inverse coupling's root finder did not converge.
+        """
         self.check_sample_args(n, temperature)
-        z = _normal((int(n), *self.latent_shape), seed, self) * temperature
+        seed = _stateless_seed(seed, self)  # drawn eagerly, so the noise generator advances once
+        temperature = tf.cast(temperature, tf.float32)
+        run = self._sample_fn if compiled else self._sample_images
+        return run(int(n), temperature, seed)
+
+    def _sample_images(self, n, temperature, seed):
+        """`sample`'s computation: n (int), temperature (float32 scalar), seed (int32[2])."""
+        z = tf.random.stateless_normal((n, *self.latent_shape), seed=seed) * temperature
         y = self.flow.forward(z)
         return tf.cast(tf.clip_by_value(tf.floor(y), 0.0, 255.0), tf.uint8)
 

@@ -125,6 +125,15 @@ def _check_hparams(config):
         raise ValueError(f"ResNetVAE kl_min must be >= 0 nats, got {config['kl_min']!r}.")
 
 
+def _prior(p_mean, p_raw, temperature):
+    """p(z_l | z_>l) with its scale times `temperature`, a float or a scalar tensor (a tensor
+    always multiplies; x * 1.0 == x exactly, so it matches the float path at 1.0)."""
+    if not tf.is_tensor(temperature):
+        return logistic_from_raw(p_mean, p_raw, temperature=temperature)
+    prior = logistic_from_raw(p_mean, p_raw)
+    return tfp.distributions.Logistic(loc=prior.loc, scale=prior.scale * temperature)
+
+
 def _to_uint8(values):
     """[-1, 1] grid values -> uint8 pixels."""
     return tf.cast(tf.round((values + 1.0) * 127.5), tf.uint8)
@@ -200,6 +209,8 @@ class ResNetVAE(GenerativeModel):
         self.built = True
         self._bottom_up_fn = tf.function(self._bottom_up, reduce_retracing=True)
         self._log_weights_fn = tf.function(self._log_weights, reduce_retracing=True)
+        # `sample`'s graph: traced once per (n, sample_pixels); temperature and seed are tensors.
+        self._sample_fn = tf.function(self._sample_images)
 
     @property
     def num_latent_layers(self):
@@ -291,7 +302,7 @@ class ResNetVAE(GenerativeModel):
         for l in reversed(range(n)):
             p_mean, p_raw, r_mean, r_raw = self.top_down_params(l, d)
             if up_params is None:
-                z = logistic_from_raw(p_mean, p_raw, temperature=temperature).sample(seed=seeds[l])
+                z = _prior(p_mean, p_raw, temperature).sample(seed=seeds[l])
             else:
                 q_mean, q_raw = tf.split(up_params[l], 2, axis=-1)
                 posterior = logistic_from_raw(r_mean + q_mean, r_raw + q_raw)
@@ -388,18 +399,37 @@ class ResNetVAE(GenerativeModel):
 
     # ---------------------------------------------------------------- images out
 
-    def sample(self, n, temperature=1.0, seed=None, sample_pixels=False):
+    def sample(self, n, temperature=1.0, seed=None, sample_pixels=False, compiled=True):
         """n images from the prior, uint8 [n, H, W, C].
 
         Latents are drawn with prior scales times `temperature`; pixels are the
         likelihood's mode (its rounded means), or a draw from it with `sample_pixels`.
+
+        Args:
+          n: number of images, >= 1.
+          temperature: > 0.
+          seed: an int or a pair of ints for reproducible images; None draws fresh noise.
+          sample_pixels: draw pixels from the likelihood instead of taking its mode.
+          compiled: run as a `tf.function` graph, traced once per (n, sample_pixels);
+            temperature and the seed go in as tensors, so changing them does not retrace.
+            False runs the same code eagerly: the reference path, giving the same images (up
+            to float rounding that can move a rare pixel across a rounding boundary).
+
+        Raises:
+          ValueError: n < 1 or temperature <= 0.
         """
         if int(n) < 1:
             raise ValueError(f"n must be >= 1, got {n!r}.")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
-        latent_seed, pixel_seed = tfp.random.split_seed(self._seed(seed), n=2)
-        means, _ = self._top_down(int(n), seed=latent_seed, temperature=float(temperature))
+        seed = tf.cast(self._seed(seed), tf.int32)  # drawn eagerly: the noise generator advances once
+        run = self._sample_fn if compiled else self._sample_images
+        return run(int(n), tf.cast(temperature, tf.float32), seed, bool(sample_pixels))
+
+    def _sample_images(self, n, temperature, seed, sample_pixels):
+        """`sample`'s computation: n (int), temperature (float32 scalar), seed (int32[2])."""
+        latent_seed, pixel_seed = tfp.random.split_seed(seed, n=2)
+        means, _ = self._top_down(n, seed=latent_seed, temperature=temperature)
         likelihood = self.likelihood(means)
         pixels = likelihood.sample(seed=pixel_seed) if sample_pixels else likelihood.mode()
         return _to_uint8(pixels)
