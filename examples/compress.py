@@ -20,13 +20,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO line
 import keras_bdgm  # noqa: E402,F401
 from absl import flags  # noqa: E402
 
-from keras_bdgm import cli, compression  # noqa: E402
+from keras_bdgm import cli, compression, pretrained  # noqa: E402
 from keras_bdgm.compression import container, tools  # noqa: E402
 from keras_bdgm.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A trained run folder (holds model.keras), from examples/train.py.")
 flags.DEFINE_string("packed", None, "A packed .bdgm model file (instead of --model_dir).")
+flags.DEFINE_string("pretrained", None, "A model shipped with keras_bdgm, e.g. resnet_vae/w1a1 (see keras_bdgm.pretrained.list()).")
 flags.DEFINE_enum("precision", None, ["w32a32", "w1a32", "w1a1"],
                   "Precision of the --packed model (default: report.json's, else w1a1).")
 flags.DEFINE_string("preset", None, "Preset of the --packed model (default: report.json's, else small).")
@@ -42,6 +43,11 @@ flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
 
 
 def _model(image_shape):
+    if FLAGS.pretrained:
+        try:
+            return pretrained.load(FLAGS.pretrained)
+        except (ValueError, FileNotFoundError) as err:
+            raise ConfigError(str(err)) from None
     try:
         overrides = json.loads(FLAGS.overrides) if FLAGS.overrides is not None else None
     except ValueError as err:
@@ -107,8 +113,9 @@ def _decompress():
 
 def main(argv):
     del argv
-    if (FLAGS.model_dir is None) == (FLAGS.packed is None):
-        raise ConfigError("Pass exactly one of --model_dir (a trained run folder) or --packed (a .bdgm file).")
+    if sum(f is not None for f in (FLAGS.model_dir, FLAGS.packed, FLAGS.pretrained)) != 1:
+        raise ConfigError("Pass exactly one of --model_dir (a trained run folder), --packed (a .bdgm file) "
+                          "or --pretrained (e.g. resnet_vae/w1a1).")
     model, images, codec, wrote = _decompress() if FLAGS.decompress else _compress()
     print(_summary(model, images, codec.last_stats))
     print(wrote)
