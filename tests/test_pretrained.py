@@ -74,3 +74,32 @@ def test_shipped_models_load_and_score_like_their_records(name):
     assert abs(bpd - record["test_bits_per_dim"]) < 0.15, (bpd, record["test_bits_per_dim"])
     samples = np.asarray(model.sample(4, seed=0))
     assert samples.dtype == np.uint8 and samples.shape == (4, *record["image_shape"])
+
+
+def _script(args):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.skipif(not pretrained.list(), reason="no shipped models")
+def test_scripts_take_a_pretrained_name(tmp_path):
+    from PIL import Image
+
+    name = pretrained.list()[0]
+    out = _script(["examples/evaluate.py", f"--pretrained={name}", "--eval_examples=40", "--batch_size=20"])
+    assert out.returncode == 0, out.stderr
+    figure = json.loads(out.stdout.strip().splitlines()[-1])["bits_per_dim"]
+    model = pretrained.load(name)
+    ds = data.load(model.record["dataset"], "test", batch_size=20, shuffle=False, limit=40)
+    assert figure == pytest.approx(experiment.evaluate_bits_per_dim(model, ds, seed=model.record["seed"]), rel=1e-6)
+    png = tmp_path / "grid.png"
+    out = _script(["examples/sample.py", f"--pretrained={name}", "--num=4", f"--out={png}"])
+    assert out.returncode == 0, out.stderr
+    assert np.asarray(Image.open(png)).ndim >= 2
+    out = _script(["examples/sample.py", "--pretrained=resnet_vae/w8a8"])
+    assert out.returncode == 2 and "No pretrained model 'resnet_vae/w8a8/fashion_mnist'" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

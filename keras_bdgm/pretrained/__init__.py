@@ -22,6 +22,7 @@ import os
 import pathlib
 
 from keras_bdgm import memory
+from keras_bdgm.errors import ConfigError, RunNotFoundError
 
 DIRECTORY = pathlib.Path(__file__).parent
 _RECORD_KEYS = ("model", "precision", "dataset", "image_shape", "preset", "overrides")
@@ -49,13 +50,13 @@ def parse_name(name, precision=None, dataset=None):
     """(model, precision, dataset) from "model", "model/precision" or "model/precision/dataset"."""
     parts = str(name).split("/")
     if len(parts) > 3 or not all(parts):
-        raise ValueError(f"Bad pretrained model name {name!r}; use 'model/precision[/dataset]', "
+        raise ConfigError(f"Bad pretrained model name {name!r}; use 'model/precision[/dataset]', "
                          f"e.g. 'resnet_vae/w1a1'.")
     model = parts[0]
     precision = parts[1] if len(parts) > 1 else precision
     dataset = parts[2] if len(parts) > 2 else (dataset or "fashion_mnist")
     if precision is None:
-        raise ValueError(f"Pretrained model {name!r} needs a precision, e.g. '{model}/w1a1'.")
+        raise ConfigError(f"Pretrained model {name!r} needs a precision, e.g. '{model}/w1a1'.")
     return model, precision, dataset
 
 
@@ -69,8 +70,10 @@ def load(name, precision=None, dataset=None, directory=None):
       directory: where the files are (default: the ones shipped with the package).
 
     Raises:
-      FileNotFoundError: no such model (the message lists the available ones).
-      ValueError: a damaged or mismatched packed file, or a bad name.
+      FileNotFoundError (`keras_bdgm.errors.RunNotFoundError`): no such model (the message
+        lists the available ones).
+      ValueError (`keras_bdgm.errors.ConfigError`): a damaged or mismatched packed file, or
+        a bad name.
     """
     from keras_bdgm import experiment  # the model registry (imports the model classes)
 
@@ -81,7 +84,7 @@ def load(name, precision=None, dataset=None, directory=None):
     if not record_path.exists() or not packed_path.exists():
         available = ", ".join(list(directory)) or "none"
         missing = record_path if not record_path.exists() else packed_path
-        raise FileNotFoundError(
+        raise RunNotFoundError(
             f"No pretrained model {_name(model, precision, dataset)!r} ({missing} is missing); "
             f"available: {available}."
         )
@@ -91,7 +94,10 @@ def load(name, precision=None, dataset=None, directory=None):
             raise ValueError(f"{record_path} lacks {key!r}; the record is damaged.")
     net = experiment.build_model(record["model"], tuple(record["image_shape"]), record["precision"],
                                  record["preset"], **record["overrides"])
-    memory.load_packed(net, str(packed_path))
+    try:
+        memory.load_packed(net, str(packed_path))
+    except ValueError as err:
+        raise ConfigError(f"The pretrained file {packed_path} is damaged ({err}); reinstall keras_bdgm.") from None
     net.record = record
     return net
 
