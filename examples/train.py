@@ -3,15 +3,22 @@
     python examples/train.py --model=flowpp --precision=w1a1 --preset=small \
         --dataset=fashion_mnist --epochs=10 --model_dir=runs/flowpp_w1a1
 
-A killed run resumes at the epoch it stopped when started again with the same flags.
+A killed run continues where it stopped (training, evaluation or writing its files) when
+started again with the same flags; --epochs may grow to train an unfinished run longer.
+Flags that change the model or its training must match the run in --model_dir (else it
+stops and names them); pass --overwrite to start over there.
 """
 
 import json
+import os
 
-import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
-from absl import app, flags
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines off; before it loads
 
-from keras_bdgm import experiment
+import keras_bdgm  # noqa: E402,F401  (Keras 2 before TensorFlow)
+from absl import flags  # noqa: E402
+
+from keras_bdgm import cli, experiment  # noqa: E402
+from keras_bdgm.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "flowpp", list(experiment.MODELS), "Which model to train.")
@@ -28,13 +35,16 @@ flags.DEFINE_enum("strategy", "default", list(experiment.STRATEGIES), "tf.distri
 flags.DEFINE_string("tpu", None, "TPU name or address, with --strategy=tpu.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
 flags.DEFINE_string("manual_dir", None, "tensorflow-datasets manual_dir (downsampled ImageNet).")
-flags.DEFINE_integer("eval_examples", None, "Evaluate test bits/dim on this many test images (default: all).")
-flags.DEFINE_string("overrides", "{}", 'JSON dict of preset overrides, e.g. \'{"width": 48}\'.')
-flags.DEFINE_string("train_split", "train", "Split to train on, e.g. 'train[:90%]' to hold out a validation slice.")
+flags.DEFINE_string("eval_split", None, "Split for the test bits/dim (default: test; for a flat image folder, "
+                    "its last 10%, train[90%:], with training on the rest).")
+flags.DEFINE_integer("eval_examples", None, "Evaluate test bits/dim on this many images of --eval_split (default: all).")
+flags.DEFINE_string("overrides", "{}", 'JSON object of preset overrides, e.g. \'{"width": 48}\'.')
+flags.DEFINE_string("train_split", None, "Split to train on (default: train, or the rest of it beside a "
+                    "train slice given as --eval_split), e.g. 'train[:90%]'.")
 flags.DEFINE_string("validation_split", None, "Held-out split for the validation curve, e.g. 'train[90%:]'.")
 flags.DEFINE_integer("validation_examples", 1000, "Images of --validation_split evaluated for the curve.")
 flags.DEFINE_integer("validation_every", 0, "Evaluate validation bits/dim every this many steps (0: never).")
-flags.DEFINE_bool("overwrite", False, "Train again in a model_dir that holds a finished run.")
+flags.DEFINE_bool("overwrite", False, "Start over in a model_dir that holds a run (finished or not).")
 
 
 def main(argv):
@@ -42,14 +52,14 @@ def main(argv):
     try:
         overrides = json.loads(FLAGS.overrides)
     except json.JSONDecodeError as e:
-        raise app.UsageError(f"--overrides must be a JSON dict: {e}") from e
+        raise ConfigError(f"--overrides must be a JSON object such as '{{\"width\": 48}}': {e}.") from None
     config = experiment.TrainConfig(
         model=FLAGS.model, precision=FLAGS.precision, preset=FLAGS.preset, dataset=FLAGS.dataset,
         epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate, model_dir=FLAGS.model_dir, seed=FLAGS.seed,
         strategy=FLAGS.strategy, tpu=FLAGS.tpu, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
-        eval_examples=FLAGS.eval_examples, overrides=overrides, overwrite=FLAGS.overwrite,
-        train_split=FLAGS.train_split, validation_split=FLAGS.validation_split,
+        eval_split=FLAGS.eval_split, eval_examples=FLAGS.eval_examples, overrides=overrides,
+        overwrite=FLAGS.overwrite, train_split=FLAGS.train_split, validation_split=FLAGS.validation_split,
         validation_examples=FLAGS.validation_examples, validation_every=FLAGS.validation_every,
     )
     report = experiment.train(config)
@@ -57,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -114,6 +114,56 @@ def _split_base(split):
     return match.group(1)
 
 
+HELD_OUT = ("train[:90%]", "train[90%:]")
+
+
+def _slice_complement(split):
+    """"train[:90%]" for "train[90%:]" and the reverse; None for other splits."""
+    name, start, end = _folder.parse_split(split)
+    if name != "train" or (start is None) == (end is None):
+        return None
+    return f"train[{end}:]" if start is None else f"train[:{start}]"
+
+
+def train_and_eval_splits(name: str, train_split=None, eval_split=None):
+    """Returns (train split, evaluation split, note) for dataset `name`.
+
+    Defaults: "train" and "test" where the dataset has a test split. A flat image folder
+    has only "train", so its last 10% is held out: ("train[:90%]", "train[90%:]"), and the
+    note says so. An evaluation slice of train ("train[95%:]") trains on the rest.
+
+    Raises:
+      ValueError: an evaluation split inside the training data with no disjoint training
+        split given.
+    """
+    note = None
+    flat = (
+        isinstance(name, str) and name.startswith(FOLDER_PREFIX)
+        and not os.path.isdir(os.path.join(_folder_root(name), "test"))
+    )
+    if eval_split is None:
+        if flat:
+            eval_split = HELD_OUT[1]
+            note = (
+                f"{name[len(FOLDER_PREFIX):]} has no test/ sub-folder: evaluated on its last 10% "
+                f"({HELD_OUT[1]}), trained on the rest"
+            )
+        else:
+            eval_split = "test"
+    if train_split is None:
+        if is_training_split(eval_split):
+            train_split = _slice_complement(eval_split)
+            if train_split is None:
+                raise ValueError(
+                    f"Evaluation split {eval_split!r} lies in the training data; evaluate on "
+                    "a slice such as 'train[90%:]' (training then uses the rest), or pass a "
+                    "training split that does not overlap it."
+                )
+        else:
+            train_split = "train"
+    return train_split, eval_split, note
+
+
 def load(
     name: str,
     split: str,
@@ -198,7 +248,9 @@ def _tfds_images(name, split, data_dir, manual_dir, download, shuffle_files, see
 
     split = _alias_split(name, split)
     builder = _prepared_builder(name, data_dir, manual_dir, download)
-    read_config = tfds.ReadConfig(shuffle_seed=seed)
+    # No tfds auto-cache: runs read a split partly (a few steps, an init batch, a limit),
+    # and a partly read cache is thrown away with a warning. `load(cache=True)` caches.
+    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
     ds = builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config)
     shape = _SHAPES[name]
     return ds.map(

@@ -1,15 +1,18 @@
 """Training, evaluation and reports: the logic behind examples/*.py, importable for tests.
 
-`train(TrainConfig(...))` builds a model in a `tf.distribute` strategy, runs its
-data-dependent init, fits it with Keras callbacks (progress bar, `BackupAndRestore` so a
-killed run resumes at the epoch it stopped, `ModelCheckpoint`, `TensorBoard` with a grid of
-samples per epoch) and writes into `model_dir`:
+`train(TrainConfig(...))` checks its settings and data, builds a model in a `tf.distribute`
+strategy, runs its data-dependent init, fits it with Keras callbacks (progress bar,
+`BackupAndRestore`, `ModelCheckpoint`, `TensorBoard` with a grid of samples per epoch, a
+guard that stops a diverging run) and writes into `model_dir` (see `keras_bdgm.run_dir`):
 
     report.json    dataset, model, precision, test bits/dim, parameter and binary counts,
-                   float32 and packed bytes, images/s, wall time
+                   float32 and packed bytes, images/s, wall time (of the whole run)
     samples.png    a grid of samples
-    model.keras    the whole model (tf.keras.models.load_model)
+    model.keras    the whole model (`import keras_bdgm` then tf.keras.models.load_model)
     model.bdgm     the packed 1-bit weights (keras_bdgm.memory.load_packed)
+
+A run killed at any moment continues, when started again with the same settings, in the
+phase it was in (training, evaluating, writing files) and ends with the same files.
 
 Example:
 
@@ -19,48 +22,40 @@ Example:
 
 import dataclasses
 import json
+import math
 import os
-import time
+import sys
 
 import numpy as np
 import tensorflow as tf
 
 import keras_bdgm
 from keras_bdgm import data as bdgm_data
-from keras_bdgm import image_grid, memory
+from keras_bdgm import image_grid, outputs, run_dir
+from keras_bdgm.callbacks import DivergenceGuard, RunRecorder, SampleGrid, Throughput  # noqa: F401
+from keras_bdgm.errors import ConfigError, DataNotFoundError, DivergedError, RunNotFoundError
 from keras_bdgm.precision import parse as parse_precision
+from keras_bdgm.presets import resolve as resolve_preset
+from keras_bdgm.schedules import ExponentialDecayWithFloor
 from keras_bdgm.validation import ValidationCurve
 
-_serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
-
-# Per model: class name, training defaults of the paper's public code (REFERENCE section 4).
+# Per model: class name and the training defaults of the paper's public code
+# (tom-bird/binary-gen-models, commit 8b45e5d): the VAE's from train_rvae.py (lr 2e-3 decayed
+# x0.999995 per step to 5e-4, 2 init batches; its later train.py, a9311d2, differs), the
+# flow's from train_flow.py (lr 1e-3 constant, 25 init batches). See docs/ARCHITECTURE.md.
 MODELS = {
     "flowpp": {"class": "FlowPlusPlus", "learning_rate": 1e-3, "decay": None, "init_batches": 25},
     "resnet_vae": {"class": "ResNetVAE", "learning_rate": 2e-3, "decay": (0.999995, 5e-4), "init_batches": 2},
 }
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-REPORT_FILE, SAMPLES_FILE, KERAS_FILE, PACKED_FILE = "report.json", "samples.png", "model.keras", "model.bdgm"
+REPORT_FILE, SAMPLES_FILE, KERAS_FILE, PACKED_FILE = (
+    outputs.REPORT_FILE, outputs.SAMPLES_FILE, outputs.KERAS_FILE, outputs.PACKED_FILE)
 VALIDATION_FILE = "validation_curve.json"
 
 
 def _check_choice(kind, value, choices):
     if value not in choices:
-        raise ValueError(f"Unknown {kind} {value!r}; expected one of: {', '.join(choices)}.")
-
-
-@_serializable
-class ExponentialDecayWithFloor(tf.keras.optimizers.schedules.LearningRateSchedule):
-    """lr(step) = max(initial * decay**step, floor): the ResNet VAE's schedule."""
-
-    def __init__(self, initial, decay, floor):
-        self.initial, self.decay, self.floor = float(initial), float(decay), float(floor)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        return tf.maximum(self.initial * tf.pow(self.decay, step), self.floor)
-
-    def get_config(self):
-        return {"initial": self.initial, "decay": self.decay, "floor": self.floor}
+        raise ConfigError(f"Unknown {kind} {value!r}; expected one of: {', '.join(choices)}.")
 
 
 def build_model(model, image_shape, precision="w32a32", preset="small", **overrides):
@@ -106,7 +101,7 @@ def get_strategy(name="default", tpu=None):
 
 
 def backup_dir(model_dir):
-    return os.path.join(model_dir, "backup")
+    return os.path.join(model_dir, run_dir.BACKUP_DIR)
 
 
 def completed_epochs(model_dir):
@@ -118,44 +113,6 @@ def completed_epochs(model_dir):
     reader = tf.train.load_checkpoint(latest)
     key = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
     return int(reader.get_tensor(key)) + 1 if reader.has_tensor(key) else 0
-
-
-class SampleGrid(tf.keras.callbacks.Callback):
-    """Writes a grid of `num` samples to TensorBoard after every epoch."""
-
-    def __init__(self, log_dir, num=16, seed=0):
-        super().__init__()
-        self.num, self.seed = num, seed
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "samples"))
-
-    def on_epoch_end(self, epoch, logs=None):
-        grid = image_grid.image_grid(np.asarray(self.model.sample(self.num, seed=self.seed)))
-        with self.writer.as_default():
-            tf.summary.image("samples", grid[None], step=epoch)
-        self.writer.flush()
-
-
-class Throughput(tf.keras.callbacks.Callback):
-    """Measures training images per second, per epoch (the first includes tracing)."""
-
-    def __init__(self, batch_size):
-        super().__init__()
-        self.batch_size = batch_size
-        self.epoch_rates = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start, self._steps = time.perf_counter(), 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._steps += 1
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch_rates.append(self._steps * self.batch_size / (time.perf_counter() - self._start))
-
-    @property
-    def images_per_second(self):
-        rates = self.epoch_rates[1:] or self.epoch_rates
-        return float(np.median(rates)) if rates else float("nan")
 
 
 @dataclasses.dataclass
@@ -177,8 +134,8 @@ class TrainConfig:
     data_dir: str | None = None
     manual_dir: str | None = None
     eval_examples: int | None = None
-    eval_split: str = "test"
-    train_split: str = "train"
+    eval_split: str | None = None  # default: "test", or the last 10% of a flat image folder
+    train_split: str | None = None  # default: "train", or the rest of train beside eval_split
     validation_split: str | None = None
     validation_examples: int = 1000
     validation_every: int = 0
@@ -189,21 +146,49 @@ class TrainConfig:
     verbose: int = 1
 
     def validate(self):
+        """Raises ConfigError for a bad setting (all that can be checked without the data)."""
         _check_choice("model", self.model, tuple(MODELS))
         _check_choice("strategy", self.strategy, STRATEGIES)
-        parse_precision(self.precision)
+        try:
+            parse_precision(self.precision)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         for name in ("epochs", "steps_per_epoch", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}.")
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value!r}; pass a whole number, e.g. --{name}=8.")
+        for name in ("eval_examples", "init_examples", "validation_examples"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be >= 1 (or unset), got {value!r}; pass a whole number.")
+        if not isinstance(self.overrides, dict):
+            raise ConfigError(
+                "--overrides must be a JSON object of preset hyperparameters, e.g. "
+                f"'{{\"width\": 48}}', got {json.dumps(self.overrides)}."
+            )
+        if self.validation_every and not self.validation_split:
+            raise ConfigError("validation_every > 0 needs a validation_split, e.g. --validation_split='train[90%:]'.")
+        model_module = sys.modules[getattr(keras_bdgm.models, MODELS[self.model]["class"]).__module__]
+        try:
+            resolve_preset(model_module.PRESETS, self.preset, self.overrides, model=MODELS[self.model]["class"])
+            learning_rate(self.model, self.learning_rate)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        run_dir.check_model_dir(self.model_dir)
 
+    def resolved(self):
+        """A copy with the train and evaluation splits filled in; validates it first."""
+        self.validate()
+        try:
+            train_split, eval_split, _ = bdgm_data.train_and_eval_splits(
+                self.dataset, self.train_split, self.eval_split)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        return dataclasses.replace(self, train_split=train_split, eval_split=eval_split)
 
-def _finished_check(config):
-    report = os.path.join(config.model_dir, REPORT_FILE)
-    if os.path.exists(report) and not config.overwrite:
-        raise FileExistsError(
-            f"{config.model_dir} already holds a finished run ({REPORT_FILE}); pass --overwrite "
-            "to train again there, or choose another --model_dir."
-        )
+    def settings(self):
+        """The run's settings as stored in its folder (run.json)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("overwrite", "verbose")}
 
 
 def _train_dataset(config, skip_batches):
@@ -252,8 +237,6 @@ def _validation_callbacks(config, log_dir):
     """A `ValidationCurve` on `validation_split` when `validation_every` > 0, else none."""
     if not config.validation_every:
         return []
-    if not config.validation_split:
-        raise ValueError("validation_every > 0 needs a validation_split, e.g. 'train[90%:]'.")
     ds = bdgm_data.load(config.dataset, config.validation_split, batch_size=config.validation_examples,
                         shuffle=False, data_dir=config.data_dir, manual_dir=config.manual_dir,
                         limit=config.validation_examples)
@@ -266,98 +249,174 @@ def _all_finite(model):
     return all(np.isfinite(w.numpy()).all() for w in model.weights if w.dtype.is_floating)
 
 
-def train(config: TrainConfig, callbacks=()):
-    """Trains a model as `config` says and writes its files; returns the report dict."""
-    config.validate()
-    _finished_check(config)
-    os.makedirs(config.model_dir, exist_ok=True)
-    tf.keras.utils.set_random_seed(config.seed)
-    spec = MODELS[config.model]
-    image_shape = bdgm_data.image_shape(config.dataset)
-    strategy = get_strategy(config.strategy, config.tpu)
-    start = time.time()
-    with strategy.scope():
-        model = build_model(config.model, image_shape, config.precision, config.preset, **config.overrides)
-        keras_bdgm.initialize(model, _init_batch(config, spec))
-        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate(config.model, config.learning_rate)))
-    done = completed_epochs(config.model_dir)
-    if done and config.verbose:
-        print(f"Resuming {config.model_dir} after epoch {done}.")
+def check_data(config):
+    """The image shape of the training split, after checking every split the run reads.
+
+    Raises ConfigError / DataNotFoundError before anything is trained or written.
+    """
+    try:
+        shape = bdgm_data.image_shape(config.dataset, config.train_split)
+        for use, split in (("evaluation", config.eval_split), ("validation", config.validation_split)):
+            if split is None or (use == "validation" and not config.validation_every):
+                continue
+            bdgm_data.load(config.dataset, split, batch_size=1, shuffle=False, data_dir=config.data_dir,
+                           manual_dir=config.manual_dir)
+            other = bdgm_data.image_shape(config.dataset, split)
+            if other != shape:
+                raise ValueError(f"The {use} split {split!r} holds {other} images, the training split {shape}.")
+    except FileNotFoundError as err:
+        raise DataNotFoundError(str(err)) from None
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return shape
+
+
+def _build(config, image_shape):
+    try:
+        return build_model(config.model, image_shape, config.precision, config.preset, **config.overrides)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(
+            f"Cannot build {config.model} (preset {config.preset!r}, overrides "
+            f"{json.dumps(config.overrides)}): {err}"
+        ) from None
+
+
+def _restore_trained(model, config):
+    """Loads the state at the end of training (BackupAndRestore's backup) into `model`."""
+    latest = tf.train.latest_checkpoint(os.path.join(backup_dir(config.model_dir), "chief"))
+    if latest is None:
+        raise ConfigError(
+            f"{config.model_dir} finished training, but its training state ({backup_dir(config.model_dir)}) "
+            "is gone; pass --overwrite to train again."
+        )
+    model.optimizer.build(model.trainable_variables)
+    tf.train.Checkpoint(model=model).read(latest).expect_partial()
+
+
+def _fit(model, config, run, done, callbacks):
+    """Trains from epoch `done` to `config.epochs`, recording every epoch in `run`."""
     throughput = Throughput(config.batch_size)
     log_dir = os.path.join(config.model_dir, "logs")
     fit_callbacks = [
-        tf.keras.callbacks.BackupAndRestore(backup_dir(config.model_dir)),
+        DivergenceGuard(config.steps_per_epoch),  # first: acts before anything is saved
+        throughput,
+        # An epoch's logs and checkpoint are saved before its backup: a run killed in
+        # between trains the epoch again and saves both again (the same values).
+        RunRecorder(run, throughput),
         tf.keras.callbacks.ModelCheckpoint(
             os.path.join(config.model_dir, "checkpoints", "epoch{epoch:03d}"), save_weights_only=True
         ),
-        tf.keras.callbacks.TerminateOnNaN(),
+        # The backup is kept after fit: the evaluation and the files are made from it.
+        tf.keras.callbacks.BackupAndRestore(backup_dir(config.model_dir), delete_checkpoint=False),
         tf.keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
         SampleGrid(log_dir, num=16, seed=config.seed),
-        throughput,
         *_validation_callbacks(config, log_dir),
         *callbacks,
     ]
-    history = model.fit(
-        _train_dataset(config, done * config.steps_per_epoch),
-        epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        callbacks=fit_callbacks,
-        verbose=config.verbose,
-    )
-    if not _all_finite(model):
-        raise FloatingPointError(
-            f"Training produced non-finite weights; nothing was written to {config.model_dir} "
-            "beyond its checkpoints. Lower --learning_rate or check the data."
+    try:
+        model.fit(
+            _train_dataset(config, done * config.steps_per_epoch),
+            epochs=config.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            callbacks=fit_callbacks,
+            verbose=config.verbose,
         )
-    test_bpd = evaluate_bits_per_dim(model, _eval_dataset(config), seed=config.seed)
-    samples = np.asarray(model.sample(config.num_samples_grid, seed=config.seed))
-    image_grid.write_png(os.path.join(config.model_dir, SAMPLES_FILE), image_grid.image_grid(samples))
-    model.save(os.path.join(config.model_dir, KERAS_FILE))
-    packed_bytes = memory.save_packed(model, os.path.join(config.model_dir, PACKED_FILE))
-    fp = memory.footprint(model)
-    report = {
-        "dataset": config.dataset,
-        "model": config.model,
-        "precision": config.precision,
-        "preset": config.preset,
-        "overrides": config.overrides,
-        "test_bits_per_dim": float(test_bpd),
-        "eval_split": config.eval_split,
-        "eval_examples": config.eval_examples,
-        "train_split": config.train_split,
-        "train_bits_per_dim": [float(v) for v in history.history.get("bits_per_dim", [])],
-        "skipped_steps": [float(v) for v in history.history.get("skipped_steps", [])],
-        "parameters": fp.parameters,
-        "binary_weights": fp.binary_weights,
-        "real_parameters": fp.real_parameters,
-        "binary_share": fp.binary_share,
-        "float32_bytes": fp.float32_bytes,
-        "one_bit_bytes": fp.bytes,
-        "packed_bytes": packed_bytes,
-        "images_per_second": throughput.images_per_second,
-        "wall_time_s": time.time() - start,
-        "epochs": config.epochs,
-        "steps_per_epoch": config.steps_per_epoch,
-        "batch_size": config.batch_size,
-        "seed": config.seed,
-        "strategy": config.strategy,
-        "replicas": strategy.num_replicas_in_sync,
-        "resumed_after_epoch": done,
-    }
-    with open(os.path.join(config.model_dir, REPORT_FILE), "w") as f:
-        json.dump(report, f, indent=2)
+    except DivergedError as err:
+        raise _diverged(err, config) from None
+
+
+def _diverged(problem, config):
+    last = completed_epochs(config.model_dir)
+    kept = (
+        f"the last good training state (after epoch {last}) is kept in {backup_dir(config.model_dir)}"
+        if last else "no epoch had finished, so no checkpoint was kept"
+    )
+    lr = config.learning_rate if config.learning_rate is not None else "its default"
+    return DivergedError(
+        f"{problem} Stopped: {kept}, and no model files were written. Lower --learning_rate "
+        f"(was {lr}) or check the data, and start again with --overwrite."
+    )
+
+
+def train(config: TrainConfig, callbacks=()):
+    """Trains a model as `config` says and writes its files; returns the report dict.
+
+    Continues an unfinished run in `config.model_dir` (same settings; more epochs allowed)
+    in the phase it stopped in. Everything the user can get wrong is checked before the
+    folder is created.
+
+    Raises:
+      ConfigError, DataNotFoundError: bad settings or data, or settings that differ from
+        those of the run already in the folder.
+      RunExistsError: the folder holds a finished run with other settings (pass
+        overwrite=True); with the same settings the finished run's report is returned.
+      DivergedError: the objective went non-finite or most updates were skipped; the
+        last good training state is kept and no model files are written.
+    """
+    config = config.resolved()
+    run = run_dir.Run(config.model_dir)
+    if run.check(config.settings(), config.overwrite):  # finished already (e.g. killed after its report)
+        if config.verbose:
+            print(f"{config.model_dir} already holds this finished run; pass --overwrite to train it again.")
+        return run_dir.read_json(run.file(REPORT_FILE))
+    image_shape = check_data(config)
+    try:
+        strategy = get_strategy(config.strategy, config.tpu)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    tf.keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = _build(config, image_shape)
+        keras_bdgm.initialize(model, _init_batch(config, MODELS[config.model]))
+        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate(config.model, config.learning_rate)))
+    done = 0 if config.overwrite else completed_epochs(config.model_dir)
+    previous = None if config.overwrite else run.stored_config()
+    phase = run.start(config.settings(), config.overwrite, completed_epochs=done)
+    if config.verbose and previous is not None:
+        more = f", now for {config.epochs} epochs" if config.epochs > previous["epochs"] else ""
+        print(f"Resuming {config.model_dir} in phase {phase!r} after epoch {done}{more}.")
+
+    if phase == "training":
+        _fit(model, config, run, done, callbacks)
+        run.set_phase("evaluating")
+    elif phase in ("evaluating", "writing"):
+        with strategy.scope():
+            _restore_trained(model, config)
+    if run.phase in ("evaluating", "writing") and not _all_finite(model):
+        raise _diverged(DivergedError("Training produced non-finite weights."), config)
+    if run.phase == "evaluating":
+        test_bpd = evaluate_bits_per_dim(model, _eval_dataset(config), seed=config.seed)
+        if not math.isfinite(test_bpd):
+            raise _diverged(DivergedError(f"The test bits/dim is {test_bpd}."), config)
+        run.set_phase("writing", test_bits_per_dim=test_bpd)
+    if run.phase == "writing":
+        outputs.write_model_files(model, run, config.num_samples_grid, config.seed)
+        run.set_phase("reporting")
+        run.remove_backup()
+    report = outputs.report(model, config, run, strategy.num_replicas_in_sync)
+    run_dir.write_json(run.file(REPORT_FILE), report)  # last: the run is finished
     return report
 
 
 def load_model(model_dir_or_file):
-    """Loads `model.keras` from a model_dir (or a .keras path)."""
-    path = model_dir_or_file
-    if os.path.isdir(path):
-        path = os.path.join(path, KERAS_FILE)
+    """Loads `model.keras` from a model_dir (or a .keras path).
+
+    Raises:
+      RunNotFoundError: no saved model there (the message says what the folder holds).
+    """
+    path = str(model_dir_or_file)
+    if path.endswith(".keras") and not os.path.isdir(path):
+        folder = os.path.dirname(path)
+    else:
+        folder, path = path, os.path.join(path, KERAS_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No saved model at {path}; train one with examples/train.py --model_dir=...")
-    import keras_bdgm.models.flowpp  # noqa: F401  (register the model classes)
-    import keras_bdgm.models.resnet_vae  # noqa: F401
+        state = run_dir.Run(folder).stored_state() if os.path.isdir(folder) else None
+        raise RunNotFoundError(
+            f"{folder} holds an unfinished run (phase {state['phase']}); finish it by running "
+            "examples/train.py again with its flags." if state else
+            f"No saved model in {folder or '.'} (no {KERAS_FILE}); pass the --model_dir of a "
+            "finished run, or train one with examples/train.py --model_dir=..."
+        )
     return tf.keras.models.load_model(path)
 
 
@@ -366,4 +425,3 @@ def write_sample_grid(model, path, num=64, temperature=1.0, seed=0):
     grid = image_grid.image_grid(np.asarray(model.sample(num, temperature=temperature, seed=seed)))
     image_grid.write_png(path, grid)
     return grid
-

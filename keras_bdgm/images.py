@@ -32,7 +32,7 @@ def check_images(x, image_shape) -> tf.Tensor:
       image_shape: the expected (H, W, C).
 
     Raises:
-      ValueError: wrong rank or shape, non-numeric dtype, NaN, values outside 0..255
+      ValueError: wrong rank or shape, an empty batch, non-numeric dtype, NaN, values outside 0..255
         or not whole numbers (checked eagerly; inside a tf.function the value checks are
         `tf.debugging` assertions).
     """
@@ -53,6 +53,10 @@ def check_images(x, image_shape) -> tf.Tensor:
             s is not None and s != e for s, e in zip(shape[1:], image_shape)
         ):
             raise _shape_error(shape, image_shape)
+        if shape[0] == 0:
+            raise ValueError(
+                f"Got an empty batch (shape {list(shape)}): pass at least one image."
+            )
     if dtype == tf.uint8:
         return tf.cast(x, tf.float32)
     if tf.executing_eagerly():

@@ -197,6 +197,14 @@ class GenerativeModel(tf.keras.Model):
         """
         return self.nats_to_bits_per_dim(-self.log_prob(x, num_samples=num_samples, **kwargs))
 
+    @staticmethod
+    def check_sample_args(n, temperature):
+        """Raises ValueError unless `n` >= 1 images at `temperature` > 0 can be sampled."""
+        if int(n) < 1:
+            raise ValueError(f"Cannot sample {n!r} images: pass n >= 1.")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+
     def check_images(self, x):
         """float32 pixels 0..255 of a batch, after checking shape and values."""
         return check_images(x, self.image_shape)

@@ -336,3 +336,22 @@ def test_bad_folders(tmp_path):
         data.load("folder:", "train", 4)
     with pytest.raises(ValueError, match="parse"):
         folder.parse_split("train[a:b]")
+
+
+def test_damaged_images_are_found_by_the_scan_and_each_named(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        _write(tmp_path / f"{i}.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    whole = (tmp_path / "1.png").read_bytes()
+    (tmp_path / "1.png").write_bytes(whole[:-12])  # no IEND: PIL reads it, TensorFlow does not
+    (tmp_path / "3.png").write_bytes(whole[: len(whole) // 2])  # cut in the middle of the pixels
+    with pytest.raises(ValueError) as info:
+        data.image_shape(f"folder:{tmp_path}")
+    message = str(info.value)
+    assert "2 of the 4 images" in message and "Remove or replace them" in message
+    assert "1.png: cannot be decoded" in message and "3.png: cannot be decoded" in message
+    assert "0.png" not in message and "2.png" not in message
+    (tmp_path / "1.png").write_bytes(whole)  # repaired: scanned again (new size and time)
+    (tmp_path / "3.png").unlink()
+    assert data.image_shape(f"folder:{tmp_path}") == (8, 8, 1)
+    assert _as_numpy(data.load(f"folder:{tmp_path}", "train", 8, shuffle=False)).shape == (3, 8, 8, 1)

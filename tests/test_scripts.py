@@ -1,5 +1,6 @@
 """examples/*.py end to end: files written, evaluation reproduced, resume, strategies, search."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_bdgm import experiment, image_grid, memory
+from keras_bdgm import data, errors, experiment, image_grid, memory, run_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
@@ -36,12 +37,24 @@ def png_folder(tmp_path_factory):
     return f"folder:{root}"
 
 
-def _run(args, timeout=600, env=None):
+def _run(args, timeout=600, env=None, returncode=0):
     environ = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
                          env=environ, timeout=timeout)
-    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-4000:])
+    assert out.returncode == returncode, (out.stdout[-2000:], out.stderr[-4000:])
     return out
+
+
+def _run_all(commands, timeout=600):
+    """Runs several scripts at once (each pays TensorFlow's import); returns their results."""
+    environ = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    procs = [subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=ROOT, env=environ) for args in commands]
+    results = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        results.append((proc.returncode, stdout, stderr))
+    return results
 
 
 def _train_args(model, dataset, model_dir, precision="w1a1", **flags):
@@ -53,14 +66,28 @@ def _train_args(model, dataset, model_dir, precision="w1a1", **flags):
     return ["examples/train.py", *(f"--{k}={v}" for k, v in args.items())]
 
 
+PLAIN_KERAS_LOAD = textwrap.dedent("""
+    import sys
+    import keras_bdgm
+    import tensorflow as tf
+    for compile in (True, False):
+        model = tf.keras.models.load_model(sys.argv[1], compile=compile)
+        optimizer = type(model.optimizer).__name__ if compile else "None"
+        print(type(model).__name__, optimizer, len(model.weights))
+        if compile and type(model).__name__ == "ResNetVAE":
+            assert model.optimizer.get_config()["learning_rate"]["class_name"] == "ExponentialDecayWithFloor"
+""")
+
+
 @pytest.mark.parametrize("model", ["flowpp", "resnet_vae"])
 def test_train_evaluate_sample_end_to_end(model, png_folder, tmp_path):
     model_dir = tmp_path / model
-    _run(_train_args(model, png_folder, model_dir))
+    _run(_train_args(model, png_folder, model_dir, eval_split="test"))
     report = json.loads((model_dir / "report.json").read_text())
     for name in ("report.json", "samples.png", "model.keras", "model.bdgm"):
         assert (model_dir / name).exists(), name
     assert report["dataset"] == png_folder and report["model"] == model and report["precision"] == "w1a1"
+    assert report["eval_split"] == "test" and report["train_split"] == "train" and report["processes"] == 1
     assert np.isfinite(report["test_bits_per_dim"]) and 0 < report["test_bits_per_dim"] < 16
     assert len(report["train_bits_per_dim"]) == 2 and report["images_per_second"] > 0
 
@@ -86,50 +113,113 @@ def test_train_evaluate_sample_end_to_end(model, png_folder, tmp_path):
     evaluated = json.loads(out.stdout.strip().splitlines()[-1])
     assert evaluated["bits_per_dim"] == pytest.approx(report["test_bits_per_dim"], rel=1e-5)
 
+    # `import keras_bdgm` is all plain Keras needs to load the file, compiled or not.
+    out = _run(["-c", PLAIN_KERAS_LOAD, str(model_dir / "model.keras")])
+    assert out.stdout.split() == [type(loaded).__name__, "Adam", str(len(loaded.weights)),
+                                  type(loaded).__name__, "None", str(len(loaded.weights))]
+
     png = tmp_path / "grid.png"
     _run(["examples/sample.py", f"--model_dir={model_dir}", "--num=6", "--temperature=0.5", f"--out={png}"])
     assert image_grid.read_png(png).shape == (2 * 29 + 1, 3 * 29 + 1, 1)
 
 
 RESUME_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, os, sys
     import keras_bdgm, numpy as np, tensorflow as tf
-    from keras_bdgm import experiment
+    from keras_bdgm import experiment, memory
     tf.config.experimental.enable_op_determinism()
     dataset, root, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 
-    def config(name):
-        return experiment.TrainConfig(model="resnet_vae", precision="w32a32", dataset=dataset, epochs=3,
+    def config(name, epochs=3):
+        return experiment.TrainConfig(model="resnet_vae", precision="w32a32", dataset=dataset, epochs=epochs,
                                       steps_per_epoch=3, batch_size=8, eval_examples=8, model_dir=f"{root}/{name}",
                                       overrides=overrides, verbose=0, num_samples_grid=4)
 
-    class Crash(tf.keras.callbacks.Callback):
+    class Kill(tf.keras.callbacks.Callback):
+        steps = 0
+        def __init__(self, at):
+            super().__init__()
+            self.at = at
+        def on_train_batch_end(self, batch, logs=None):
+            Kill.steps += 1
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                raise KeyboardInterrupt("killed after the first epoch")
+            if self.at == "after_epoch_1" and epoch == 0:
+                raise KeyboardInterrupt(self.at)
+        def on_train_end(self, logs=None):
+            if self.at == "after_training":
+                raise KeyboardInterrupt(self.at)
 
-    experiment.train(config("straight"))
-    straight = experiment.load_model(f"{root}/straight")
-    try:
-        experiment.train(config("resumed"), callbacks=[Crash()])
-    except KeyboardInterrupt:
-        print("INTERRUPTED", experiment.completed_epochs(f"{root}/resumed"))
-    report = experiment.train(config("resumed"))
-    resumed = experiment.load_model(f"{root}/resumed")
-    diff = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(straight.weights, resumed.weights))
-    print("RESUMED", report["resumed_after_epoch"], "MAXDIFF", diff, "WEIGHTS", len(resumed.weights))
+    def kill_once(module, name):
+        real = getattr(module, name)
+        def killed(*args, **kwargs):
+            setattr(module, name, real)
+            raise KeyboardInterrupt(name)
+        setattr(module, name, killed)
+
+    evaluations = []
+    evaluate = experiment.evaluate_bits_per_dim
+    experiment.evaluate_bits_per_dim = lambda *a, **k: evaluations.append(1) or evaluate(*a, **k)
+
+    straight = experiment.train(config("straight"))
+    evaluations.clear()
+    steps, report = {}, None
+    for label, epochs, kill in [
+        ("after_epoch_1", 2, None),
+        ("after_training", 2, None),
+        ("evaluating", 3, (experiment, "evaluate_bits_per_dim")),  # and --epochs grows to 3
+        ("writing", 3, (memory, "save_packed")),  # after samples.png and model.keras
+        ("none", 3, None),
+    ]:
+        if kill:
+            kill_once(*kill)
+        Kill.steps = 0
+        try:
+            report = experiment.train(config("resumed", epochs), callbacks=[Kill(label)])
+        except KeyboardInterrupt:
+            pass
+        steps[label] = Kill.steps
+        if label == "after_epoch_1":
+            print("EPOCHS_AFTER_KILL", experiment.completed_epochs(f"{root}/resumed"))
+    print("AGAIN", experiment.train(config("resumed")) == report)  # the same command once more: nothing to do
+    print("STEPS", json.dumps(steps))
+    print("EVALUATIONS", len(evaluations))
+    a, b = experiment.load_model(f"{root}/straight"), experiment.load_model(f"{root}/resumed")
+    print("MAXDIFF", max(float(np.abs(x.numpy() - y.numpy()).max()) for x, y in zip(a.weights, b.weights)))
+    print("WEIGHTS", len(b.weights))
+    print("REPORTS", json.dumps([straight, report]))
+
+    def files(d):
+        return sorted(os.path.relpath(os.path.join(p, f), d) for p, _, fs in os.walk(d) for f in fs
+                      if not os.path.relpath(p, d).startswith("logs"))
+    print("FILES", json.dumps([files(f"{root}/straight"), files(f"{root}/resumed")]))
+    print("SAME_BYTES", all(open(f"{root}/straight/{n}", "rb").read() == open(f"{root}/resumed/{n}", "rb").read()
+                            for n in ("samples.png", "model.bdgm")))
 """)
 
 
-def test_interrupted_training_resumes_and_matches_uninterrupted_run(png_folder, tmp_path):
+def test_run_killed_in_every_phase_resumes_and_matches_uninterrupted_run(png_folder, tmp_path):
+    """Killed after epoch 1, after the last epoch, while evaluating and while writing its
+    files (and given one more epoch on the way): the resumed run redoes no finished work
+    and ends with the same weights, files and report as a run that was never killed."""
     overrides = dict(TINY["resnet_vae"], dropout=0.1)
     out = _run(["-c", RESUME_SCRIPT, png_folder, str(tmp_path), json.dumps(overrides)])
-    lines = out.stdout.split("\n")
-    assert "INTERRUPTED 1" in lines
-    resumed = next(l for l in lines if l.startswith("RESUMED")).split()
-    assert resumed[1] == "1"  # started again at epoch 2
-    assert float(resumed[3]) == 0.0  # same weights, bit for bit, as the uninterrupted run
-    assert int(resumed[5]) > 10
+    lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.stdout.splitlines() if " " in line}
+    assert lines["EPOCHS_AFTER_KILL"] == "1" and lines["AGAIN"] == "True"
+    # Each epoch trained once (3 steps each); nothing trained after training had finished.
+    assert json.loads(lines["STEPS"]) == {"after_epoch_1": 3, "after_training": 3, "evaluating": 3,
+                                          "writing": 0, "none": 0}
+    assert lines["EVALUATIONS"] == "1"  # evaluated once: not again after the kill while writing
+    assert float(lines["MAXDIFF"]) == 0.0 and int(lines["WEIGHTS"]) > 10  # bit for bit
+    straight, resumed = json.loads(lines["REPORTS"])
+    for key in ("test_bits_per_dim", "train_bits_per_dim", "skipped_steps", "parameters", "packed_bytes"):
+        assert resumed[key] == straight[key], key
+    assert len(resumed["train_bits_per_dim"]) == 3  # the whole run, not the last process
+    assert resumed["processes"] == 5 and straight["processes"] == 1
+    assert resumed["images_per_second"] > 0 and resumed["wall_time_s"] > 0
+    files_straight, files_resumed = json.loads(lines["FILES"])
+    assert files_resumed == files_straight
+    assert "backup/chief/checkpoint" not in files_resumed and "report.json" in files_resumed
+    assert lines["SAME_BYTES"] == "True"
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
@@ -157,13 +247,18 @@ def test_mirrored_strategy_over_two_cpus_trains_each_model(model, png_folder, tm
 
 
 def test_width_search_runs_two_trials_and_prints_table(png_folder, tmp_path):
-    out = _run([
+    command = [
         "examples/width_search.py", "--model=resnet_vae", "--widths=4,8", "--precisions=w1a1",
         f"--dataset={png_folder}", "--epochs=1", "--steps_per_epoch=2", "--batch_size=8",
         "--eval_examples=8", f"--model_dir={tmp_path}",
         "--overrides=" + json.dumps({"latent_layers": 1, "processing_blocks": 0}),
-    ])
+    ]
+    first = _run(command).stdout.strip().splitlines()[-3:]
+    # Run again in the same folder: the finished trials are not redone, and the table
+    # still shows their memory (read back from each trial's report.json).
+    out = _run(command)
     table = out.stdout.strip().splitlines()[-3:]
+    assert table == first
     assert table[0].split()[:4] == ["trial", "width", "precision", "val_bits_per_dim"]
     rows = [line.split() for line in table[1:]]
     assert sorted(int(r[1]) for r in rows) == [4, 8]
@@ -194,3 +289,184 @@ def test_vae_learning_rate_schedule_decays_to_its_floor():
     np.testing.assert_allclose(float(schedule(10**7)), 5e-4)
     assert experiment.learning_rate("flowpp") == 1e-3
     assert experiment.learning_rate("flowpp", 3e-4) == 3e-4
+
+
+def _tiny_config(dataset, model_dir, model="resnet_vae", **fields):
+    settings = dict(model=model, precision="w1a1", dataset=dataset, epochs=2, steps_per_epoch=2, batch_size=8,
+                    eval_examples=8, model_dir=str(model_dir), overrides=TINY[model], verbose=0,
+                    num_samples_grid=4)
+    return experiment.TrainConfig(**{**settings, **fields})
+
+
+def test_restart_with_other_settings_stops_and_names_them(png_folder, tmp_path):
+    first = _tiny_config(png_folder, tmp_path / "run", batch_size=32).resolved()
+    run_dir.Run(first.model_dir).start(first.settings())  # a run killed while training
+    stored = (tmp_path / "run" / "run.json").read_text()
+
+    changed = _tiny_config(png_folder, tmp_path / "run", precision="w32a32", batch_size=64)
+    with pytest.raises(errors.ConfigError) as info:
+        experiment.train(changed)
+    message = str(info.value)
+    assert "--precision=w1a1 there, w32a32 now" in message and "--batch_size=32 there, 64 now" in message
+    assert "--overwrite" in message and "--model_dir" in message and "\n" not in message
+    for same in ("--model=", "--dataset=", "--seed=", "--overrides="):
+        assert same not in message
+    with pytest.raises(errors.ConfigError, match="--learning_rate=None there, 10.0 now"):
+        experiment.train(_tiny_config(png_folder, tmp_path / "run", batch_size=32, learning_rate=10.0))
+    with pytest.raises(errors.ConfigError, match="shorten"):
+        experiment.train(_tiny_config(png_folder, tmp_path / "run", batch_size=32, epochs=1))
+    assert (tmp_path / "run" / "run.json").read_text() == stored  # the run is left as it was
+    # More epochs only extend the run; overwrite starts it over with the new settings.
+    run_dir.Run(first.model_dir).check(dataclasses.replace(first, epochs=5).settings())
+    run_dir.Run(first.model_dir).check(changed.resolved().settings(), overwrite=True)
+
+
+class _PoisonAtEpoch2(tf.keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            weight = self.model.trainable_weights[0]
+            weight.assign(tf.fill(weight.shape, float("nan")))
+
+
+def test_diverging_run_stops_keeps_last_good_epoch_and_writes_no_model(png_folder, tmp_path):
+    with pytest.raises(errors.DivergedError) as info:
+        experiment.train(_tiny_config(png_folder, tmp_path), callbacks=[_PoisonAtEpoch2()])
+    assert "epoch 2, step 1: bits_per_dim is nan" in str(info.value)
+    assert "after epoch 1" in str(info.value) and "--learning_rate" in str(info.value)
+    assert experiment.completed_epochs(str(tmp_path)) == 1  # the good epoch's state is kept
+    assert (tmp_path / "checkpoints" / "epoch001.index").exists()
+    assert not (tmp_path / "checkpoints" / "epoch002.index").exists()
+    for name in ("report.json", "model.keras", "model.bdgm", "samples.png"):
+        assert not (tmp_path / name).exists(), name
+
+    # --learning_rate=10, as a user would. Flow++ goes NaN (which Keras's TerminateOnNaN
+    # missed: it reads logs["loss"]); the VAE's loss stays finite while its updates are skipped.
+    with pytest.raises(errors.DivergedError, match="bits_per_dim is (nan|inf)|updates were skipped"):
+        experiment.train(_tiny_config(png_folder, tmp_path / "flowpp", model="flowpp", steps_per_epoch=4,
+                                      learning_rate=10.0))
+    code, stdout, stderr = _run_all([_train_args("resnet_vae", png_folder, tmp_path / "vae", epochs=2,
+                                                 steps_per_epoch=4, learning_rate=10)])[0]
+    assert code == 1, (stdout[-2000:], stderr[-3000:])
+    assert stderr.strip().startswith("train.py: error: Training diverged at epoch 1") and "updates were skipped" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "--learning_rate (was 10.0)" in stderr
+    for model in ("flowpp", "vae"):
+        assert not any((tmp_path / model / name).exists() for name in ("model.keras", "model.bdgm", "report.json"))
+
+
+@pytest.fixture(scope="module")
+def flat_folder(tmp_path_factory):
+    """A flat folder dataset: 40 28x28 grey PNGs, no train/ or test/ sub-folders."""
+    root = tmp_path_factory.mktemp("flat")
+    yy, xx = np.mgrid[:28, :28]
+    for i in range(40):
+        image = (100 + 100 * np.exp(-((yy - 10 - i % 9) ** 2 + (xx - 14) ** 2) / 30.0)).astype(np.uint8)
+        image_grid.write_png(root / f"{i:03d}.png", image[..., None])
+    return f"folder:{root}"
+
+
+def test_flat_folder_holds_out_its_last_tenth_for_evaluation(flat_folder, tmp_path):
+    with pytest.raises(errors.ConfigError, match="no 'test' sub-folder"):
+        experiment.train(_tiny_config(flat_folder, tmp_path / "test_split", eval_split="test"))
+    assert not (tmp_path / "test_split").exists()  # checked before anything was trained or written
+
+    report = experiment.train(_tiny_config(flat_folder, tmp_path / "run", eval_examples=None))
+    assert report["train_split"] == "train[:90%]" and report["eval_split"] == "train[90%:]"
+    assert "last 10%" in report["eval_note"]
+    assert np.isfinite(report["test_bits_per_dim"]) and (tmp_path / "run" / "model.keras").exists()
+    held_out = data.load(flat_folder, "train[90%:]", batch_size=8, shuffle=False)
+    model = experiment.load_model(str(tmp_path / "run"))
+    assert experiment.evaluate_bits_per_dim(model, held_out) == pytest.approx(report["test_bits_per_dim"], rel=1e-6)
+
+
+def test_user_errors_print_one_line_exit_non_zero_and_leave_no_folder(png_folder, flat_folder, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "empty_run").mkdir()
+    unfinished = _tiny_config(png_folder, tmp_path / "unfinished", batch_size=32).resolved()
+    run_dir.Run(unfinished.model_dir).start(unfinished.settings())
+    cases = {  # one script each (each pays TensorFlow's import); the rest in-process below
+        "train": (_train_args("resnet_vae", png_folder, tmp_path / "r1", preset="huge"), "Unknown ResNetVAE preset 'huge'"),
+        "changed flags": (_train_args("resnet_vae", png_folder, tmp_path / "unfinished", precision="w32a32"),
+                          "--precision=w1a1 there, w32a32 now"),
+        "evaluate": (["examples/evaluate.py", f"--model_dir={tmp_path / 'empty_run'}"], "No saved model in"),
+        "sample": (["examples/sample.py", f"--model_dir={tmp_path / 'r2'}"], "No saved model in"),
+        "width_search": (["examples/width_search.py", "--precisions=w2a2", f"--dataset={png_folder}",
+                          f"--model_dir={tmp_path / 'r3'}"], "Unknown precision 'w2a2'"),
+    }
+    results = _run_all([args for args, _ in cases.values()])
+    for (case, (_, expected)), (code, stdout, stderr) in zip(cases.items(), results):
+        assert code == 2, (case, stdout[-1000:], stderr[-3000:])
+        assert len(stderr.strip().splitlines()) == 1 and expected in stderr, (case, stderr[-3000:])
+        assert ": error: " in stderr and "Traceback" not in stderr
+    assert sorted(os.listdir(tmp_path)) == ["a_file", "empty_run", "unfinished"]
+
+    # The other bad values, in-process: a ConfigError (what the scripts print), nothing created.
+    for fields, expected in [
+        ({"dataset": "cifar100"}, "Unknown dataset 'cifar100'"),
+        ({"overrides": {"widht": 8}}, "no hyperparameter 'widht'"),
+        ({"overrides": [8]}, "must be a JSON object"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"model_dir": str(tmp_path / "a_file")}, "is a file, not a folder"),
+        ({"dataset": flat_folder, "eval_split": "test"}, "no 'test' sub-folder"),
+    ]:
+        with pytest.raises(errors.ConfigError, match=expected):
+            experiment.train(dataclasses.replace(_tiny_config(png_folder, tmp_path / "r4"), **fields))
+        assert not (tmp_path / "r4").exists()
+
+
+def test_a_normal_run_prints_no_tensorflow_noise(tmp_path):
+    """Fashion-MNIST through tfds (the cache path), checkpoints every epoch, default log level."""
+    environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, *_train_args("resnet_vae", "fashion_mnist", tmp_path, steps_per_epoch=3)],
+                         capture_output=True, text=True, cwd=ROOT, env=environ, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    noise = ["cuInit", "cuda drivers", "did not fully read the dataset", "Sharding callback", "oneDNN",
+             "absl::InitializeLog", "cpu_feature_guard", "dataset_info.py", "Constructing tf.data.Dataset"]
+    found = [n for n in noise if n in out.stderr or n in out.stdout]
+    assert not found, (found, out.stderr[-4000:])
+
+
+def test_compress_and_decompress_from_the_command_line(tmp_path):
+    """examples/compress.py: PNG folder -> file (--model_dir) -> PNGs (--packed), exact; bad input: one line."""
+    from keras_bdgm import compression  # pylint: disable=import-outside-toplevel
+    from keras_bdgm.models import ResNetVAE  # pylint: disable=import-outside-toplevel
+
+    import keras_bdgm  # pylint: disable=import-outside-toplevel
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (5, 8, 8, 1)).astype(np.uint8)
+    model = ResNetVAE((8, 8, 1), precision="w1a1", preset="small", **TINY["resnet_vae"])
+    keras_bdgm.initialize(model, images)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(str(run / "model.keras"))
+    memory.save_packed(model, str(run / "model.bdgm"))
+    (run / "report.json").write_text(json.dumps({"model": "resnet_vae", "precision": "w1a1", "preset": "small",
+                                                 "overrides": TINY["resnet_vae"]}))
+    pngs, rgb = tmp_path / "pngs", tmp_path / "rgb"
+    pngs.mkdir()
+    rgb.mkdir()
+    for i, image in enumerate(images):
+        image_grid.write_png(pngs / f"{i}.png", image)
+        image_grid.write_png(rgb / f"{i}.png", np.repeat(image, 3, axis=-1))
+    compressed = tmp_path / "x.kbc"
+    out = _run(["examples/compress.py", f"--model_dir={run}", f"--input={pngs}", f"--output={compressed}",
+                "--batch_size=2"]).stdout
+    for expected in ("images: 5", "bits/dim:", "initial bits", "model -ELBO:", "encode:", "wrote"):
+        assert expected in out, out
+    np.testing.assert_array_equal(compression.decompress(model, compressed.read_bytes()), images)
+    truncated = tmp_path / "cut.kbc"
+    truncated.write_bytes(compressed.read_bytes()[:-9])
+    commands = [
+        ["examples/compress.py", f"--packed={run / 'model.bdgm'}", "--decompress", f"--input={compressed}",
+         f"--output={tmp_path / 'back'}"],
+        ["examples/compress.py", f"--packed={run / 'model.bdgm'}", "--decompress", f"--input={truncated}",
+         f"--output={tmp_path / 'no1'}"],
+        ["examples/compress.py", f"--model_dir={run}", f"--input={rgb}", f"--output={tmp_path / 'no2.kbc'}"],
+    ]
+    (code, out, err), *bad = _run_all(commands)
+    assert code == 0 and "decode:" in out, err[-3000:]
+    back = [image_grid.read_png(tmp_path / "back" / name) for name in sorted(os.listdir(tmp_path / "back"))]
+    np.testing.assert_array_equal(np.stack(back), images)
+    for (code, out, err), expected in zip(bad, ["truncated", "8, 8, 1"]):
+        assert code == 2 and expected in err and "Traceback" not in err, err[-3000:]
+    assert not (tmp_path / "no1").exists() and not (tmp_path / "no2.kbc").exists()

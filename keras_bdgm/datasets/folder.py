@@ -14,7 +14,7 @@ Split strings follow tfds's slicing: "train", "test", "train[:90%]", "train[-100
 ```python
 from keras_bdgm.datasets import folder
 
-files, shape = folder.scan("/data/pngs")                # checks sizes, reads headers only
+files, shape = folder.scan("/data/pngs")                # decodes every image once, checks sizes
 ds = folder.dataset(files, shape)                       # uint8 [H, W, C] per element
 files, shape = folder.resolve("/data/pngs", "train[:90%]")
 ```
@@ -22,6 +22,7 @@ files, shape = folder.resolve("/data/pngs", "train[:90%]")
 
 import os
 import re
+from concurrent import futures
 
 import numpy as np
 import tensorflow as tf
@@ -29,6 +30,11 @@ import tensorflow as tf
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 # PIL mode -> channels of the decoded uint8 image.
 MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 4}
+
+# path -> ((size, mtime), image shape or the reason it cannot be used): each file is
+# decoded once per process, however often its folder is scanned.
+_CHECKED = {}
+_SHOWN_BAD_FILES = 5
 
 _SPLIT_RE = re.compile(r"^\s*(\w+)\s*(?:\[\s*([^\]:]*?)\s*:\s*([^\]:]*?)\s*\])?\s*$")
 
@@ -83,7 +89,17 @@ def list_images(path) -> list:
     )
 
 
+def _decode(contents, channels):
+    """uint8 [H, W, channels] from PNG or JPEG bytes (JPEG with the accurate integer DCT, as PIL)."""
+    return tf.cond(
+        tf.io.is_jpeg(contents),
+        lambda: tf.io.decode_jpeg(contents, channels=channels, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_png(contents, channels=channels),
+    )
+
+
 def _header_shape(path):
+    """(H, W, C) from the header, or the reason the file cannot be used (a str)."""
     from PIL import Image  # pylint: disable=import-outside-toplevel
 
     try:
@@ -91,24 +107,46 @@ def _header_shape(path):
             width, height = image.size
             mode = image.mode
     except (OSError, SyntaxError) as err:
-        raise ValueError(f"Cannot read image {path!r}: {err}. Remove or replace the file.") from err
+        return f"not an image ({err})"
     if mode not in MODE_CHANNELS:
-        raise ValueError(
-            f"Image {path!r} has PIL mode {mode!r}; only 8-bit grey ('L', '1'), RGB, palette "
-            "('P') and RGBA images are supported. Convert it, e.g. "
-            "`PIL.Image.open(p).convert('RGB').save(p)`."
+        return (
+            f"PIL mode {mode!r}: only 8-bit grey ('L', '1'), RGB, palette ('P') and RGBA images "
+            "are supported; convert it, e.g. `PIL.Image.open(p).convert('RGB').save(p)`"
         )
     return (height, width, MODE_CHANNELS[mode])
+
+
+def _check_image(path):
+    """(H, W, C) of the image at `path` after decoding all of it as the dataset will, or
+    the reason it cannot be used (a str). Cached by file size and modification time."""
+    stat = os.stat(path)
+    key = (stat.st_size, stat.st_mtime_ns)
+    cached = _CHECKED.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    result = _header_shape(path)
+    if not isinstance(result, str):
+        try:
+            decoded = _decode(tf.io.read_file(path), result[-1]).shape
+            if tuple(decoded) != result:
+                result = f"decodes to {tuple(decoded)}, its header says {result}"
+        except (tf.errors.OpError, ValueError) as err:
+            message = getattr(err, "message", str(err)).strip().splitlines()[0]
+            result = f"cannot be decoded, damaged or truncated ({message})"
+    _CHECKED[path] = (key, result)
+    return result
 
 
 def scan(path, files=None):
     """Returns (files, image_shape) for the images in `path`, after checking they share a shape.
 
-    Reads only the image headers.
+    Decodes every image once (as the dataset will; cached per file), so a damaged file is
+    found here, by name, instead of inside tf.data.
 
     Raises:
       FileNotFoundError: `path` is not a folder.
-      ValueError: no images, unreadable files, unsupported modes or mixed shapes.
+      ValueError: no images, files that cannot be decoded (each one named), unsupported
+        modes or mixed shapes.
     """
     if files is None:
         files = list_images(path)
@@ -117,9 +155,19 @@ def scan(path, files=None):
             f"No PNG/JPEG images (extensions {', '.join(IMAGE_EXTENSIONS)}) in folder "
             f"{path!r}. Put the images at its top level (or in train/ and test/ sub-folders)."
         )
+    with futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(_check_image, files))
+    bad = [(file, result) for file, result in zip(files, results) if isinstance(result, str)]
+    if bad:
+        shown = "; ".join(f"{os.path.basename(file)}: {reason}" for file, reason in bad[:_SHOWN_BAD_FILES])
+        more = f"; and {len(bad) - _SHOWN_BAD_FILES} more" if len(bad) > _SHOWN_BAD_FILES else ""
+        raise ValueError(
+            f"{len(bad)} of the {len(files)} images in {path!r} cannot be used: {shown}{more}. "
+            "Remove or replace them."
+        )
     shapes = {}
-    for file in files:
-        shapes.setdefault(_header_shape(file), []).append(file)
+    for file, shape in zip(files, results):
+        shapes.setdefault(shape, []).append(file)
     if len(shapes) > 1:
         listing = "; ".join(
             f"{'x'.join(map(str, shape))}: {len(group)} file(s), e.g. {os.path.basename(group[0])}"
@@ -168,14 +216,7 @@ def dataset(files, image_shape) -> tf.data.Dataset:
     channels = image_shape[-1]
 
     def decode(path):
-        contents = tf.io.read_file(path)
-        # JPEG with the accurate integer DCT (libjpeg's default, as PIL decodes).
-        image = tf.cond(
-            tf.io.is_jpeg(contents),
-            lambda: tf.io.decode_jpeg(contents, channels=channels, dct_method="INTEGER_ACCURATE"),
-            lambda: tf.io.decode_png(contents, channels=channels),
-        )
-        return tf.ensure_shape(image, image_shape)
+        return tf.ensure_shape(_decode(tf.io.read_file(path), channels), image_shape)
 
     files = np.asarray(files, dtype=object).astype(str)
     return tf.data.Dataset.from_tensor_slices(files).map(

@@ -4,8 +4,15 @@
 * `ResNetVAE`: hierarchical ResNet VAE with bidirectional inference.
 
 Both take `precision` in {"w32a32", "w1a32", "w1a1"} and a named `preset`.
-Imported on first use, so one model's import cost is not paid by the other.
+Imported on first use, so one model's import cost is not paid by the other. Keras knows
+both from `import keras_bdgm` on: each is registered under its name ("keras_bdgm>FlowPlusPlus")
+by a stand-in that imports the model's module when a saved model is loaded, so
+`tf.keras.models.load_model("model.keras")` needs nothing else.
 """
+
+import importlib
+
+import tensorflow as tf
 
 _MODELS = {
     "FlowPlusPlus": "keras_bdgm.models.flowpp",
@@ -17,7 +24,24 @@ __all__ = sorted(_MODELS)
 
 def __getattr__(name):
     if name in _MODELS:
-        import importlib  # pylint: disable=import-outside-toplevel
-
         return getattr(importlib.import_module(_MODELS[name]), name)
     raise AttributeError(f"module 'keras_bdgm.models' has no attribute {name!r}")
+
+
+def _register_stand_ins():
+    """Registers, for each model not imported yet, a class whose `from_config` imports the
+    model's module (which registers the real class in its place) and builds the model."""
+    registry = tf.keras.utils.get_custom_objects()
+    for name, module in _MODELS.items():
+        key = f"keras_bdgm>{name}"
+        if key in registry:
+            continue
+
+        def from_config(cls, config, custom_objects=None, _name=name, _module=module):
+            del cls, custom_objects
+            return getattr(importlib.import_module(_module), _name).from_config(config)
+
+        registry[key] = type(name, (), {"from_config": classmethod(from_config), "__module__": module})
+
+
+_register_stand_ins()
