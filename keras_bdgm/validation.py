@@ -76,7 +76,7 @@ class ValidationCurve(tf.keras.callbacks.Callback):
         return total / len(self.images)
 
     def _record(self):
-        step = int(self.model.optimizer.iterations.numpy())
+        step = self._step
         if self.points and self.points[-1]["step"] >= step:
             return
         value = self.evaluate()
@@ -91,8 +91,17 @@ class ValidationCurve(tf.keras.callbacks.Callback):
                 json.dump(self.points, f, indent=1)
             os.replace(tmp, self.path)
 
+    def on_train_begin(self, logs=None):
+        # Counted on the host: no device read per step (`fit` runs one step per batch).
+        per_call = getattr(self.model, "_steps_per_execution", None)
+        if per_call is not None and int(per_call.numpy()) != 1:
+            raise ValueError("ValidationCurve counts one step per batch; compile the model with "
+                             "steps_per_execution=1.")
+        self._step = int(self.model.optimizer.iterations.numpy())
+
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) % self.every_steps == 0:
+        self._step += 1
+        if self._step % self.every_steps == 0:
             self._record()
 
     def on_train_end(self, logs=None):

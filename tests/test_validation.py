@@ -53,3 +53,13 @@ def test_bad_arguments():
         ValidationCurve(np.zeros((2, 8, 8, 1), np.float32), every_steps=1)
     with pytest.raises(ValueError, match="every_steps"):
         ValidationCurve(np.zeros((2, 8, 8, 1), np.uint8), every_steps=0)
+
+
+def test_rejects_several_steps_per_batch_call():
+    model = _tiny(ResNetVAE)
+    data = np.random.default_rng(1).integers(0, 256, (16, 8, 8, 1), dtype=np.uint8)
+    keras_bdgm.initialize(model, data)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), steps_per_execution=2)
+    curve = ValidationCurve(data[:4], every_steps=1)
+    with pytest.raises(ValueError, match="steps_per_execution=1"):
+        model.fit(data, batch_size=8, epochs=1, verbose=0, callbacks=[curve])
