@@ -1,21 +1,22 @@
 """Parameters and memory of the "paper" presets in every precision, beside the paper's Table 1.
 
-    python bench/memory.py [--out bench/memory_output.txt]
+    python bench/memory.py [--out bench/memory_output]
 
 For ResNet VAE (width 256 and 336) and Flow++ at 32x32x3: parameters, binary share, float32
 MB, 1-bit MB from `keras_bdgm.memory.footprint`, and the size of an actual packed file
-(`save_packed`). MB = 10^6 bytes; MiB = 2^20 bytes.
+(`save_packed`). MB = 10^6 bytes; MiB = 2^20 bytes. The table goes to stdout and to
+<--out>.json (bench/harness.py's `write_results`); progress to stderr.
 """
 
 import argparse
 import os
+import sys
 import tempfile
 
-import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
+import harness
 import numpy as np
-import tensorflow as tf
 
-from keras_bdgm import experiment, memory
+from keras_bdgm import memory
 
 # Table 1 of Bird et al. (2021): (parameters, binary share, memory MB) per (model, width, precision).
 PAPER = {
@@ -32,8 +33,7 @@ ROWS = [("resnet_vae", 256), ("resnet_vae", 336), ("flowpp", 120)]
 
 
 def build(model, width, precision):
-    tf.keras.backend.clear_session()
-    net = experiment.build_model(model, (32, 32, 3), precision, "paper", width=width)
+    net = harness.build(model, (32, 32, 3), precision, "paper", {"width": width})
     if not net.built:
         net.log_prob(np.zeros((1, 32, 32, 3), np.uint8), seed=0)  # builds lazily created layers
     return net
@@ -41,28 +41,31 @@ def build(model, width, precision):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="bench/memory_output.txt")
+    parser.add_argument("--rows", default=",".join(f"{m}:{w}" for m, w in ROWS), help="model:width,...")
+    parser.add_argument("--precisions", default="w32a32,w1a32,w1a1")
+    parser.add_argument("--out", default="bench/memory_output", help="output prefix (writes <out>.json)")
     args = parser.parse_args()
-    lines = [
-        "| model | width | precision | parameters | binary | float32 MB | 1-bit MB (footprint) | packed file MB | packed / 1-bit | paper: params, binary, MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for model, width in ROWS:
-        for precision in ("w32a32", "w1a32", "w1a1"):
+    rows = []
+    for model, width in (item.split(":") for item in args.rows.split(",")):
+        width = int(width)
+        for precision in args.precisions.split(","):
             net = build(model, width, precision)
             fp = memory.footprint(net)
             with tempfile.TemporaryDirectory() as tmp:
                 size = memory.save_packed(net, os.path.join(tmp, "m.bdgm"))
             paper = PAPER.get((model, width, precision))
-            paper = "-" if paper is None else f"{paper[0]}, {paper[1]}, {paper[2]} MB"
-            lines.append(
-                f"| {model} | {width} | {precision} | {fp.parameters:,} | {fp.binary_share:.2%} | "
-                f"{fp.float32_bytes / 1e6:.1f} | {fp.bytes / 1e6:.2f} | {size / 1e6:.2f} | {size / fp.bytes:.4f} | {paper} |"
-            )
-            print(lines[-1], flush=True)
+            rows.append({
+                "model": model, "width": width, "precision": precision, "parameters": fp.parameters,
+                "binary": fp.binary_share, "float32 MB": fp.float32_bytes / 1e6, "1-bit MB (footprint)": fp.bytes / 1e6,
+                "packed file MB": size / 1e6, "packed / 1-bit": size / fp.bytes,
+                "paper: params, binary, MB": "-" if paper is None else f"{paper[0]}, {paper[1]}, {paper[2]} MB",
+            })
+            print(f"{model} {width} {precision}: {fp.parameters:,} parameters, packed {size:,} bytes",
+                  file=sys.stderr, flush=True)
             del net
-    with open(args.out, "w") as f:
-        f.write("# python bench/memory.py\n" + "\n".join(lines) + "\n")
+    harness.write_results(rows, args.out, formats={
+        "binary": "{:.2%}", "float32 MB": "{:.1f}", "1-bit MB (footprint)": "{:.2f}", "packed file MB": "{:.2f}",
+        "packed / 1-bit": "{:.4f}"})
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
 """Packed 1-bit file size against the 1-bit floor (bits / 8) for a model with >= 1M binary weights.
 
-    python bench/packed_size.py [--width 256] [--convs 2]
+    python bench/packed_size.py [--width 256] [--convs 2] [--out bench/packed_size_output]
 
-Prints one markdown table row per model; the goal is packed / floor <= 1.01.
+Prints a markdown table with one row per model (and writes it to <--out>.json, through
+bench/harness.py's `write_results`); the goal is packed / floor <= 1.01.
 """
 
 import argparse
 import os
 import tempfile
 
-import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
-import tensorflow as tf
+import harness
+
+tf = harness.tensorflow()  # after keras_bdgm, which selects Keras 2
 
 from keras_bdgm import layers, memory
 
@@ -36,12 +38,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--convs", type=int, default=2)
+    parser.add_argument("--out", default="bench/packed_size_output", help="output prefix (writes <out>.json)")
     args = parser.parse_args()
     fp, size = measure(bwn_stack(args.width, args.convs))
-    print("| model | binary weights | real params | 1-bit floor (bytes) | packed file (bytes) | packed / floor | float32 (bytes) |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| {args.convs} x BWNConv2D 3x3 {args.width}->{args.width} + WNConv2D 1x1 | {fp.binary_weights:,} | "
-          f"{fp.real_parameters:,} | {fp.bytes:,} | {size:,} | {size / fp.bytes:.4f} | {fp.float32_bytes:,} |")
+    harness.write_results([{
+        "model": f"{args.convs} x BWNConv2D 3x3 {args.width}->{args.width} + WNConv2D 1x1",
+        "binary weights": fp.binary_weights, "real params": fp.real_parameters, "1-bit floor (bytes)": fp.bytes,
+        "packed file (bytes)": size, "packed / floor": size / fp.bytes, "float32 (bytes)": fp.float32_bytes,
+    }], args.out, formats={"packed / floor": "{:.4f}"})
 
 
 if __name__ == "__main__":

@@ -1,56 +1,44 @@
 """Where one training step's time goes: the TF profiler's op events, grouped.
 
-    python bench/profile_step.py --model=flowpp --precision=w1a1 [--steps=3]
+    python bench/profile_step.py --model=flowpp --precision=w1a1 [--steps=3] [--mode=compiled]
 
-Traces `--steps` compiled train steps of the "small" preset with `tf.profiler`, reads the
-XSpace it writes (TensorFlow's own xplane proto) and prints the share of op time by op type
-and by the op's top name scopes (the model's parts).
+Traces `--steps` train steps of the "small" preset (compiled as `fit` runs them, through
+bench/harness.py's `train_step`; one untimed step first) with `tf.profiler`, reads the XSpace
+it writes (TensorFlow's own xplane proto) and prints the share of op time by op type, by the
+op's top name scope (the model's parts) and by sub-part, as one table (also written to
+<--out>.json). `--unfused` builds Flow++'s w1a1 gated blocks without the fused negation,
+through the model's `CouplingConfig` (the preset field `fuse_negation=False`, i.e. the
+`UNFUSED` overrides). Under `--mode=XLA` the executor runs fused XLA clusters, so the op
+names no longer name the model's parts.
 """
 
 import argparse
 import collections
-import contextlib
 import glob
 import os
 import re
 import tempfile
 
-import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
-import numpy as np
-import tensorflow as tf
-from tensorflow.tsl.profiler.protobuf import xplane_pb2
+import harness
 
-from keras_bdgm import blocks, experiment
-
-
-@contextlib.contextmanager
-def unfused_negation():
-    """Builds gated blocks without the w1a1 fused-negation fast path (the 'before')."""
-    init = blocks.GatedResidualBlock.__init__
-
-    def patched(self, *args, **kwargs):
-        kwargs.setdefault("fuse_negation", False)
-        init(self, *args, **kwargs)
-
-    blocks.GatedResidualBlock.__init__ = patched
-    try:
-        yield
-    finally:
-        blocks.GatedResidualBlock.__init__ = init
+# Flow++ overrides for gated blocks without the w1a1 fused-negation fast path (the 'before'):
+# the preset's fuse_negation goes into the CouplingConfig of every coupling and context network.
+UNFUSED = {"fuse_negation": False}
+GROUPS = ("op type", "model part", "sub-part")
 
 
-def train_step_fn(model_name, precision, batch_size, overrides=None, jit_compile=False):
-    model = experiment.build_model(model_name, (28, 28, 1), precision, "small", **(overrides or {}))
-    x = np.random.default_rng(0).integers(0, 256, (batch_size, 28, 28, 1), dtype=np.uint8)
-    keras_bdgm.initialize(model, x)
-    model.compile(tf.keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
-    train = model.make_train_function()
-    data = iter(tf.data.Dataset.from_tensors(x).repeat())
-    return model, lambda: train(data)
+def train_step_fn(model_name, precision, batch_size, overrides=None, jit_compile=False, image_shape=(28, 28, 1)):
+    """(model, one-step function) of the "small" preset on random images (harness.train_step)."""
+    x = harness.random_images(batch_size, image_shape)
+    model = harness.build(model_name, image_shape, precision, "small", overrides)
+    harness.initialize(model, x)
+    return model, harness.train_step(model, x, "XLA" if jit_compile else "compiled")
 
 
 def op_events(logdir):
     """(op name, op type, duration ps) of every TF op the host ran."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
     path = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))[0]
     space = xplane_pb2.XSpace()
     with open(path, "rb") as f:
@@ -70,6 +58,8 @@ def op_events(logdir):
 
 
 def profile(run_step, steps):
+    """The op events of `steps` calls of `run_step`, after one untimed call (tracing)."""
+    tf = harness.tensorflow()
     run_step()  # trace and warm up outside the profile
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
@@ -86,38 +76,66 @@ def model_part(op, op_type, depth=2):
     return "/".join(parts[:depth]) if len(parts) > 1 else f"(unscoped {op_type})"
 
 
-def summarize(events, depth=2, top=8):
-    """Shares of op time by op type, by model part (depth 1) and by sub-part (depth `depth`)."""
+def shares(events, depth=2, top=8):
+    """{group: [(key, op time ps)], the `top` largest} for the groups in `GROUPS`, and the total."""
     total = sum(d for _, _, d in events) or 1
-    by_type, by_part, by_sub = collections.Counter(), collections.Counter(), collections.Counter()
+    counters = {group: collections.Counter() for group in GROUPS}
     for op, op_type, d in events:
-        by_type[op_type] += d
-        by_part[model_part(op, op_type, 1)] += d
-        by_sub[model_part(op, op_type, depth)] += d
+        counters["op type"][op_type] += d
+        counters["model part"][model_part(op, op_type, 1)] += d
+        counters["sub-part"][model_part(op, op_type, depth)] += d
+    return {group: c.most_common(top) for group, c in counters.items()}, total
+
+
+def summary_rows(events, steps, depth=2, top=8, **labels):
+    """Table rows of `shares`: labels, group, part, share of op time, ms per step."""
+    groups, total = shares(events, depth, top)
+    rows = [{**labels, "group": "total", "part": "all ops", "share": 1.0, "ms/step": total / steps / 1e9}]
+    for group, items in groups.items():
+        rows += [{**labels, "group": group, "part": key, "share": d / total, "ms/step": d / steps / 1e9}
+                 for key, d in items]
+    return rows
+
+
+def summarize(events, depth=2, top=8):
+    """Shares of op time by op type, by model part (depth 1) and by sub-part (depth `depth`),
+    as text."""
+    groups, total = shares(events, depth, top)
     lines = [f"total op time {total / 1e9:.1f} ms"]
-    for title, counter in (("op type", by_type), ("model part (forward + gradient)", by_part),
-                           ("sub-part", by_sub)):
-        lines.append(f"  by {title}:")
-        for key, d in counter.most_common(top):
-            lines.append(f"    {d / total:6.1%}  {key}")
+    for group, items in groups.items():
+        lines.append(f"  by {group}:")
+        lines += [f"    {d / total:6.1%}  {key}" for key, d in items]
     return "\n".join(lines)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="flowpp", choices=list(experiment.MODELS))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="flowpp", choices=["flowpp", "resnet_vae"])
     parser.add_argument("--precision", default="w1a1")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--top", type=int, default=8, help="rows per group")
+    parser.add_argument("--mode", default="compiled", help="compiled (tf.function) or XLA")
     parser.add_argument("--unfused", action="store_true",
                         help="w1a1 gated blocks without the fused negation (the 'before' of BENCHMARKS.md)")
+    parser.add_argument("--out", default="bench/profile_output", help="output prefix (writes <out>.json)")
     args = parser.parse_args()
-    with unfused_negation() if args.unfused else contextlib.nullcontext():
-        _, step = train_step_fn(args.model, args.precision, args.batch_size)
-    label = " (unfused negation)" if args.unfused else ""
-    print(f"{args.model} {args.precision}{label} batch {args.batch_size}, {args.steps} steps:")
-    print(summarize(profile(step, args.steps), depth=args.depth))
+    if args.unfused and args.model != "flowpp":
+        parser.error("--unfused applies to --model=flowpp (the only model with gated blocks)")
+    mode = harness.mode_name(args.mode)
+    if mode == "eager":
+        parser.error("--mode: compiled or XLA (the profile reads the graph executor's op events)")
+    _, step = train_step_fn(args.model, args.precision, args.batch_size, UNFUSED if args.unfused else None,
+                            jit_compile=mode == "XLA")
+    variant = "unfused negation" if args.unfused else "as built"
+    rows = summary_rows(profile(step, args.steps), args.steps, args.depth, args.top,
+                        model=args.model, precision=args.precision, variant=variant)
+    harness.write_results(
+        rows, args.out, title=f"{args.model} {args.precision} ({variant}), {mode}, batch {args.batch_size}: "
+                              f"op time of {args.steps} traced steps",
+        columns=["group", "part", "share", "ms/step"], formats={"share": "{:.1%}", "ms/step": "{:.1f}"},
+        meta=vars(args))
 
 
 if __name__ == "__main__":

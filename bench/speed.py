@@ -1,125 +1,171 @@
-"""Train and sample throughput per model and precision, eager vs tf.function vs XLA; where a
-train step's time goes; and the before/after of the optimization of its biggest part.
+"""Speed before/after from one run: train img/s (eager, compiled, XLA), sample img/s and eval
+img/s of each configuration, for a baseline version of keras_bdgm (commit f97c368, the
+baseline of the speed issue) and for this working tree, measured alternately by the same code
+(bench/harness.py), each measurement in a fresh process.
 
-    python bench/speed.py [--steps 10] [--out bench/speed_output.txt]
+    python bench/speed.py                                   # every configuration and precision
+    python bench/speed.py --configs=issue --precisions=w1a1
+    python bench/speed.py --baseline_tree=/tmp/f97c368      # a tree exported already
+    python bench/speed.py --no_baseline                     # this tree only
+    python bench/speed.py --configs=small --models=flowpp --precisions=w1a1 \\
+        --steps=1 --eager_steps=1 --sample=2 --eval_batches=1 --out=/tmp/speed_smoke   # smoke run
 
-"small" presets at 28x28x1, batch 64, random uint8 images (speed does not depend on
-content). A train step is the model's compiled Keras train function (as `fit` runs it);
-eager is `run_eagerly=True`. Sampling draws 16 and 64 images with `model.sample`, eagerly
-(`compiled=False`) and compiled (its tf.function graph, traced in a warm-up call per size).
+Configurations (`CONFIGS`), random uint8 images (speed does not depend on the content):
+  issue  32x32x3, batch 16. Flow++: the "small" preset with width 32, 2 blocks, 4 mixture
+         components, couplings (4, 2, 3), dequantizer width 32 with 1 block, context network
+         width 32 with 3 blocks. ResNet VAE: the "small" preset with width 64 (4 latent
+         layers, 1 processing block).
+  small  the "small" presets at 28x28x1, batch 64.
+  paper  the "paper" presets at 32x32x3, batch 64 (what bench/gpu.sh runs; slow on CPUs).
+
+For each configuration and precision, one child process per tree and repeat (in alternating
+order: before, after, then after, before, ...) builds the model, times `model.sample(n)`
+(n = --sample, default the batch; with each version's defaults, so compiled where that
+version compiles it) and `evaluate_bits_per_dim` (K = 1, --eval_batches batches), then each
+train mode on a fresh model: --steps timed steps (eager: --eager_steps) after untimed warm-up
+steps (tracing, XLA compilation). Each mode passes jit_compile explicitly, so a model's XLA
+default does not change what "compiled" measures. With --repeats > 1 the table has medians;
+the JSON keeps every run. The "trainable parameters" row shows where the versions build
+different models for one configuration (Flow++'s context network has had 3x3 gate convs
+since 0442fc2; 1x1 at f97c368), so a before/after there includes that change too. The table
+goes to stdout and, with every number, to <--out>.json; progress goes to stderr.
 """
 
 import argparse
-import contextlib
-import statistics
-import time
+import os
+import platform
+import shutil
+import subprocess
+import sys
 
-import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
-import numpy as np
-import tensorflow as tf
+import harness
 
-import profile_step
-from keras_bdgm import experiment
-
-BATCH = 64
-MODES = {"eager": dict(run_eagerly=True), "tf.function": dict(), "XLA": dict(jit_compile=True)}
-
-
-def train_rate(model_name, precision, mode, steps):
-    tf.keras.backend.clear_session()
-    model = experiment.build_model(model_name, (28, 28, 1), precision, "small")
-    x = np.random.default_rng(0).integers(0, 256, (BATCH, 28, 28, 1), dtype=np.uint8)
-    keras_bdgm.initialize(model, x)
-    model.compile(tf.keras.optimizers.Adam(1e-3), **MODES[mode])
-    train = model.make_train_function()
-    data = iter(tf.data.Dataset.from_tensors(x).repeat())
-    warmup = 1 if mode == "eager" else 2
-    for _ in range(warmup):
-        train(data)
-    start = time.perf_counter()
-    for _ in range(steps):
-        logs = train(data)
-    float(logs["bits_per_dim"])
-    return steps * BATCH / (time.perf_counter() - start), model
+BASELINE = "f97c368"
+ISSUE_FLOWPP = {"width": 32, "num_blocks": 2, "num_components": 4, "couplings": [4, 2, 3],
+                "dequant_width": 32, "dequant_blocks": 1, "context_width": 32, "context_blocks": 3}
+# config -> [(model, image shape, preset, batch, preset overrides)]
+CONFIGS = {
+    "issue": [("flowpp", (32, 32, 3), "small", 16, ISSUE_FLOWPP),
+              ("resnet_vae", (32, 32, 3), "small", 16, {"width": 64, "latent_layers": 4, "processing_blocks": 1})],
+    "small": [("flowpp", (28, 28, 1), "small", 64, {}), ("resnet_vae", (28, 28, 1), "small", 64, {})],
+    "paper": [("flowpp", (32, 32, 3), "paper", 64, {}), ("resnet_vae", (32, 32, 3), "paper", 64, {})],
+}
+PRECISIONS = ("w32a32", "w1a32", "w1a1")
 
 
-SAMPLE_SIZES = (16, 64)
+def _tree_label(path):
+    """`git describe`-like label of a working tree (commit, and whether it has changes)."""
+    try:
+        head = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--", "keras_bdgm"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+        return f"{head} + uncommitted changes to keras_bdgm/" if dirty else head
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git tree"
 
 
-def sample_rates(model, sizes=SAMPLE_SIZES):
-    """Sample img/s for each size, eager then compiled: [(n, "eager" | "compiled", rate)]."""
-    rates = []
-    for n in sizes:
-        for compiled in (False, True):
-            model.sample(n, seed=0, compiled=compiled)  # warm up (traces the graph for this n)
-            start = time.perf_counter()
-            np.asarray(model.sample(n, seed=1, compiled=compiled))
-            rates.append((n, "compiled" if compiled else "eager", n / (time.perf_counter() - start)))
-    return rates
+def _metrics(results, modes):
+    keys = [f"train img/s {m}" for m in modes] + ["sample img/s", "eval img/s"]
+    keys += [k for r in results for k in r if k.startswith("peak GPU MiB") and k not in keys]
+    keys.append("trainable parameters")  # the versions' models may differ (see the module docstring)
+    return [k for k in dict.fromkeys(keys) if any(k in r for r in results)]
+
+
+def _ratio(before, after):
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)) and before > 0:
+        return after / before
+    return None
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--eager_steps", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="before/after repeats (median)")
-    parser.add_argument("--out", default="bench/speed_output.txt")
+    parser.add_argument("--configs", default="issue,small", help=f"of {', '.join(CONFIGS)}")
+    parser.add_argument("--models", default="flowpp,resnet_vae")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--modes", default="eager,compiled,XLA", help="train modes: eager, compiled, XLA")
+    parser.add_argument("--steps", type=int, default=10, help="timed train steps per compiled mode")
+    parser.add_argument("--eager_steps", type=int, default=2, help="timed train steps in eager mode")
+    parser.add_argument("--sample", type=int, default=None, help="images per timed sample call (default: the "
+                        "batch; 0: no sampling)")
+    parser.add_argument("--sample_repeats", type=int, default=1)
+    parser.add_argument("--eval_batches", type=int, default=4, help="batches evaluated (0: no evaluation)")
+    parser.add_argument("--repeats", type=int, default=1, help="measurements per tree (alternating; medians)")
+    parser.add_argument("--baseline", default=BASELINE, help="commit to export as the 'before' tree")
+    parser.add_argument("--baseline_tree", default=None,
+                        help="folder holding the 'before' keras_bdgm/ (instead of exporting --baseline)")
+    parser.add_argument("--no_baseline", action="store_true", help="measure this tree only")
+    parser.add_argument("--keep_baseline", action="store_true", help="keep the exported tree")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per child process")
+    parser.add_argument("--out", default="bench/speed_output", help="output prefix (writes <out>.json)")
     args = parser.parse_args()
-    out = open(args.out, "w")
 
-    def log(line=""):
-        print(line, flush=True)
-        out.write(line + "\n")
+    configs = args.configs.split(",")
+    for name in configs:
+        if name not in CONFIGS:
+            parser.error(f"unknown config {name!r}; expected some of: {', '.join(CONFIGS)}")
+    models, modes = args.models.split(","), [harness.mode_name(m) for m in args.modes.split(",")]
+    trees, exported = {"after": str(harness.REPO)}, None
+    labels = {"after": f"{harness.REPO} ({_tree_label(harness.REPO)})"}
+    if not args.no_baseline:
+        if args.baseline_tree:
+            trees["before"] = os.path.abspath(args.baseline_tree)
+            labels["before"] = trees["before"]
+        else:
+            exported, commit = harness.export_commit(args.baseline)
+            trees["before"] = exported
+            labels["before"] = f"commit {commit} (git archive into {exported})"
+        if not os.path.isdir(os.path.join(trees["before"], "keras_bdgm")):
+            parser.error(f"{trees['before']} holds no keras_bdgm/ folder")
+    sides = ["before", "after"] if "before" in trees else ["after"]
+    for side in sides:
+        print(f"{side}: {labels[side]}", file=sys.stderr)
 
-    log(f"# bench/speed.py --steps={args.steps} --eager_steps={args.eager_steps} --repeats={args.repeats}")
-    log("")
-    sample_cols = [f"sample img/s {mode} n={n}" for n in SAMPLE_SIZES for mode in ("eager", "compiled")]
-    log("| model | precision | train img/s eager | train img/s tf.function | train img/s XLA | "
-        + " | ".join(sample_cols) + " |")
-    log("|---" * (5 + len(sample_cols)) + "|")
-    for model_name in ("flowpp", "resnet_vae"):
-        for precision in ("w32a32", "w1a32", "w1a1"):
-            rates = {}
-            for mode in MODES:
-                steps = args.eager_steps if mode == "eager" else args.steps
-                try:
-                    rates[mode], model = train_rate(model_name, precision, mode, steps)
-                except Exception as e:  # noqa: BLE001  (report, keep benchmarking)
-                    rates[mode] = f"fails: {type(e).__name__}"
-                if mode == "tf.function":
-                    sampled = sample_rates(model)
-            cells = [f"{r:.0f}" if isinstance(r, float) else r for r in rates.values()]
-            cells += [f"{r:.1f}" for *_, r in sampled]
-            log(f"| {model_name} | {precision} | {' | '.join(cells)} |")
+    setups = [(config, model, shape, preset, batch, overrides, precision)
+              for config in configs for model, shape, preset, batch, overrides in CONFIGS[config]
+              if model in models for precision in args.precisions.split(",")]
+    rows, runs = [], []
+    for i, (config, model, shape, preset, batch, overrides, precision) in enumerate(setups):
+        spec = {"model": model, "image_shape": list(shape), "precision": precision, "preset": preset,
+                "overrides": overrides, "batch": batch, "modes": modes, "steps": args.steps,
+                "eager_steps": args.eager_steps, "sample": batch if args.sample is None else args.sample,
+                "sample_repeats": args.sample_repeats, "eval_batches": args.eval_batches}
+        results = {side: [] for side in sides}
+        for r in range(args.repeats):
+            for side in (sides if (i + r) % 2 == 0 else sides[::-1]):  # alternate the order
+                print(f"[{i + 1}/{len(setups)}] {config} {model} {precision}: {side} (run {r + 1})",
+                      file=sys.stderr, flush=True)
+                result = harness.measure_in_tree(spec, trees[side], timeout=args.timeout)
+                results[side].append(result)
+                runs.append({"config": config, "side": side, "run": r + 1, "spec": spec, "result": result})
+        merged = {side: harness.median_of(results[side]) for side in sides}
+        for metric in _metrics([m for m in merged.values()], modes):
+            row = {"config": config, "model": model, "precision": precision, "batch": batch, "metric": metric}
+            if len(sides) == 2:
+                before, after = merged["before"].get(metric), merged["after"].get(metric)
+                row.update(before=before, after=after, **{"after/before": _ratio(before, after)})
+            else:
+                row["value"] = merged["after"].get(metric)
+            for side in sides:
+                if "error" in merged[side]:
+                    row[side if len(sides) == 2 else "value"] = f"fails: {merged[side]['error']}"
+            rows.append(row)
 
-    log("")
-    log("## Profile of one train step (tf.function, w1a1), 3 steps traced")
-    for model_name in ("flowpp", "resnet_vae"):
-        tf.keras.backend.clear_session()
-        _, step = profile_step.train_step_fn(model_name, "w1a1", BATCH)
-        log(f"### {model_name}")
-        log(profile_step.summarize(profile_step.profile(step, 3), depth=2))
-
-    log("")
-    log("## Before/after: Flow++ w1a1 gated blocks with the fused negation (tf.function)")
-    before, after = [], []
-    for _ in range(args.repeats):
-        with profile_step.unfused_negation():
-            before.append(train_rate("flowpp", "w1a1", "tf.function", args.steps)[0])
-        after.append(train_rate("flowpp", "w1a1", "tf.function", args.steps)[0])
-    b, a = statistics.median(before), statistics.median(after)
-    log(f"before (concat [x, -x] then conv): {', '.join(f'{r:.1f}' for r in before)} img/s, median {b:.1f}")
-    log(f"after  (conv of x with K1 - K2):   {', '.join(f'{r:.1f}' for r in after)} img/s, median {a:.1f}")
-    log(f"speed-up: {a / b:.2f}x")
-    for label, ctx in (("before", profile_step.unfused_negation()), ("after", contextlib.nullcontext())):
-        with ctx:
-            tf.keras.backend.clear_session()
-            _, step = profile_step.train_step_fn("flowpp", "w1a1", BATCH)
-            events = profile_step.profile(step, 3)
-        total = sum(d for *_, d in events)
-        blocks_time = sum(d for op, _, d in events if "/block_" in op or op.startswith("block_"))
-        log(f"{label}: op time per step {total / 3e9:.0f} ms, of which gated blocks {blocks_time / 3e9:.0f} ms "
-            f"({blocks_time / total:.0%})")
+    notes = [f"{side}: {labels[side]}" for side in sides]
+    warmup = ", ".join(f"{m} {n}" for m, n in harness.WARMUP.items())
+    sample = "no sampling" if args.sample == 0 else (
+        f"sample n = {'batch' if args.sample is None else args.sample}, {args.sample_repeats} timed call(s)")
+    evaluation = f"eval {args.eval_batches} batches, K = 1" if args.eval_batches else "no evaluation"
+    notes += [(f"timed train steps {args.steps} (eager {args.eager_steps}) after warm-up steps ({warmup}); "
+               f"{sample}; {evaluation}; {args.repeats} run(s) per tree (medians)"),
+              f"machine: {platform.machine()}, {os.cpu_count()} CPUs; Python {platform.python_version()}"]
+    harness.write_results(
+        rows, args.out, title="Speed before/after" if len(sides) == 2 else "Speed",
+        formats={"after/before": "{:.2f}x"}, notes=notes,
+        meta={"trees": labels, "configs": {c: CONFIGS[c] for c in configs}, "args": vars(args), "runs": runs},
+    )
+    if exported and not args.keep_baseline:
+        shutil.rmtree(exported, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO line
 import keras_bdgm  # noqa: E402,F401
 from absl import flags  # noqa: E402
 
-from keras_bdgm import cli, experiment, pretrained  # noqa: E402
+from keras_bdgm import cli, experiment, image_grid, pretrained  # noqa: E402
 from keras_bdgm.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -38,7 +38,7 @@ def main(argv):
         model = experiment.load_model(FLAGS.model_dir)
         default = os.path.join(FLAGS.model_dir, f"samples_t{FLAGS.temperature:g}.png")
     out = FLAGS.out or default
-    experiment.write_sample_grid(model, out, num=FLAGS.num, temperature=FLAGS.temperature, seed=FLAGS.seed)
+    image_grid.sample_grid(model, FLAGS.num, temperature=FLAGS.temperature, seed=FLAGS.seed, path=out)
     print(out)
 
 

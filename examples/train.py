@@ -18,30 +18,20 @@ import keras_bdgm  # noqa: E402,F401  (Keras 2 before TensorFlow)
 from absl import flags  # noqa: E402
 
 from keras_bdgm import cli, experiment  # noqa: E402
-from keras_bdgm.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "flowpp", list(experiment.MODELS), "Which model to train.")
-flags.DEFINE_enum("precision", "w1a1", ["w32a32", "w1a32", "w1a1"], "Residual-layer weights/activations bits.")
-flags.DEFINE_string("preset", "small", "Architecture preset (e.g. small, paper).")
-flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name (see keras_bdgm.data.KNOWN_DATASETS) or folder:/path.")
-flags.DEFINE_integer("epochs", 10, "Epochs to train.")
-flags.DEFINE_integer("steps_per_epoch", 100, "Training steps per epoch.")
-flags.DEFINE_integer("batch_size", 64, "Global batch size.")
+cli.define_flags("model", "precision", "preset", "overrides", "dataset", "data_dir", "manual_dir", "epochs",
+                 "steps_per_epoch", "batch_size", "seed", "model_dir", "train_split", "validation_split",
+                 "eval_examples", "eval_batch_size", "strategy",
+                 help_model_dir="Where checkpoints, logs, report and model files go.",
+                 help_train_split="Split to train on (default: train, or the rest of it beside a train "
+                                  "slice given as --eval_split), e.g. 'train[:90%]'.",
+                 help_validation_split="Held-out split for the validation curve, e.g. 'train[90%:]'.",
+                 help_eval_examples="Evaluate test bits/dim on this many images of --eval_split (default: all).")
 flags.DEFINE_float("learning_rate", None, "Adam learning rate; default per model (flowpp 1e-3; resnet_vae 2e-3 decaying to 5e-4).")
-flags.DEFINE_string("model_dir", "runs/flowpp_w1a1_small", "Where checkpoints, logs, report and model files go.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_enum("strategy", "default", list(experiment.STRATEGIES), "tf.distribute strategy.")
 flags.DEFINE_string("tpu", None, "TPU name or address, with --strategy=tpu.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
-flags.DEFINE_string("manual_dir", None, "tensorflow-datasets manual_dir (downsampled ImageNet).")
 flags.DEFINE_string("eval_split", None, "Split for the test bits/dim (default: test; for a flat image folder, "
                     "its last 10%, train[90%:], with training on the rest).")
-flags.DEFINE_integer("eval_examples", None, "Evaluate test bits/dim on this many images of --eval_split (default: all).")
-flags.DEFINE_string("overrides", "{}", 'JSON object of preset overrides, e.g. \'{"width": 48}\'.')
-flags.DEFINE_string("train_split", None, "Split to train on (default: train, or the rest of it beside a "
-                    "train slice given as --eval_split), e.g. 'train[:90%]'.")
-flags.DEFINE_string("validation_split", None, "Held-out split for the validation curve, e.g. 'train[90%:]'.")
 flags.DEFINE_integer("validation_examples", 1000, "Images of --validation_split evaluated for the curve.")
 flags.DEFINE_integer("validation_every", 0, "Evaluate validation bits/dim every this many steps (0: never).")
 flags.DEFINE_bool("overwrite", False, "Start over in a model_dir that holds a run (finished or not).")
@@ -49,18 +39,15 @@ flags.DEFINE_bool("overwrite", False, "Start over in a model_dir that holds a ru
 
 def main(argv):
     del argv
-    try:
-        overrides = json.loads(FLAGS.overrides)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--overrides must be a JSON object such as '{{\"width\": 48}}': {e}.") from None
     config = experiment.TrainConfig(
         model=FLAGS.model, precision=FLAGS.precision, preset=FLAGS.preset, dataset=FLAGS.dataset,
         epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate, model_dir=FLAGS.model_dir, seed=FLAGS.seed,
         strategy=FLAGS.strategy, tpu=FLAGS.tpu, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
-        eval_split=FLAGS.eval_split, eval_examples=FLAGS.eval_examples, overrides=overrides,
-        overwrite=FLAGS.overwrite, train_split=FLAGS.train_split, validation_split=FLAGS.validation_split,
-        validation_examples=FLAGS.validation_examples, validation_every=FLAGS.validation_every,
+        eval_split=FLAGS.eval_split, eval_examples=FLAGS.eval_examples, eval_batch_size=FLAGS.eval_batch_size,
+        overrides=cli.overrides(), overwrite=FLAGS.overwrite, train_split=FLAGS.train_split,
+        validation_split=FLAGS.validation_split, validation_examples=FLAGS.validation_examples,
+        validation_every=FLAGS.validation_every,
     )
     report = experiment.train(config)
     print(json.dumps(report, indent=2))

@@ -8,7 +8,6 @@ Each trial trains with examples/train.py's logic, is scored by validation bits/d
 """
 
 import dataclasses
-import json
 import os
 import sys
 
@@ -21,32 +20,28 @@ from keras_bdgm import cli, experiment, tuning  # noqa: E402
 from keras_bdgm.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "flowpp", list(experiment.MODELS), "Which model.")
+cli.define_flags("model", "preset", "overrides", "dataset", "data_dir", "epochs", "steps_per_epoch", "batch_size",
+                 "seed", "model_dir", "train_split", "validation_split", "eval_examples",
+                 epochs=1, steps_per_epoch=50, model_dir="runs/width_search", train_split="train[:90%]",
+                 validation_split="train[90%:]", eval_examples=1000,
+                 help_model="Which model.", help_epochs="Epochs per trial.", help_model_dir="Where the trials go.",
+                 help_overrides="JSON object of preset overrides applied to every trial.",
+                 help_train_split="Split the trials train on (disjoint from the validation split).",
+                 help_validation_split="Split that scores the trials.",
+                 help_eval_examples="Validation images per trial.")
 flags.DEFINE_list("widths", ["16", "32"], "Residual widths to try.")
 flags.DEFINE_list("precisions", ["w1a1"], "Precisions to try.")
-flags.DEFINE_string("preset", "small", "Architecture preset.")
-flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name.")
 flags.DEFINE_integer("max_trials", None, "At most this many trials (default: the whole grid).")
-flags.DEFINE_integer("epochs", 1, "Epochs per trial.")
-flags.DEFINE_integer("steps_per_epoch", 50, "Steps per epoch.")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
-flags.DEFINE_integer("eval_examples", 1000, "Validation images per trial.")
-flags.DEFINE_string("model_dir", "runs/width_search", "Where the trials go.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_float("minutes_per_trial", None, "Train each trial for this many minutes (at most epochs x steps).")
-flags.DEFINE_string("train_split", "train[:90%]", "Split the trials train on (disjoint from the validation split).")
-flags.DEFINE_string("validation_split", "train[90%:]", "Split that scores the trials.")
-flags.DEFINE_string("overrides", "{}", "JSON dict of preset overrides applied to every trial.")
 
 
 def _checked_config():
     """The trials' base config, after checking every trial's settings and the data."""
+    overrides = cli.overrides()
     try:
-        overrides = json.loads(FLAGS.overrides)
         widths = [int(w) for w in FLAGS.widths]
     except ValueError as err:
-        raise ConfigError(f"--widths must list integers and --overrides must be a JSON object: {err}.") from None
+        raise ConfigError(f"--widths must list integers, e.g. --widths=16,32: {err}.") from None
     if not widths or not FLAGS.precisions:
         raise ConfigError("--widths and --precisions must each list at least one value.")
     config = experiment.TrainConfig(

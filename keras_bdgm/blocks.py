@@ -5,7 +5,7 @@ those layers. Each takes `precision` in {"w32a32", "w1a32", "w1a1"}:
 
 * weights: WN convs at w32, BWN convs (sign weights, gain/sqrt(n)) at w1;
 * activations: ELU at a32, sign (larq `ste_sign`, applied by the conv) at a1;
-* dropout only at w32a32.
+* dropout (rate `dropout`, default 0 in both blocks) only at w32a32.
 
 The last conv of every block has `init_scale=0`, so after `keras_bdgm.initialize` each
 block is exactly the identity.
@@ -102,7 +102,7 @@ class ResidualBlock(_PrecisionBlock):
       filters: channels of the input and output.
       kernel_size: spatial size of both convs.
       precision: "w32a32", "w1a32" or "w1a1".
-      dropout: rate, used at w32a32 only.
+      dropout: rate, used at w32a32 only (default 0, as `GatedResidualBlock`).
     """
 
     def __init__(self, filters, kernel_size=3, precision="w32a32", dropout=0.0, **kwargs):
@@ -141,7 +141,8 @@ class GatedResidualBlock(_PrecisionBlock):
       filters: C, channels of the input and output.
       precision: "w32a32", "w1a32" or "w1a1".
       context: whether `call` takes a `context` tensor (same height and width).
-      dropout: rate, used at w32a32 only.
+      dropout: rate, used at w32a32 only (default 0, as `ResidualBlock`; Flow++'s paper
+        preset passes 0.2).
       fuse_negation: at w1a1, fold the concat activation into the convs (default True).
       gate_kernel_size: k of the gate conv: 1 in Flow++'s coupling networks, 3 in its
         dequantizer's context network.
@@ -150,7 +151,7 @@ class GatedResidualBlock(_PrecisionBlock):
         `keras_bdgm.init.INIT_SCHEMES`.
     """
 
-    def __init__(self, filters, precision="w32a32", context=False, dropout=0.2,
+    def __init__(self, filters, precision="w32a32", context=False, dropout=0.0,
                  fuse_negation=True, gate_kernel_size=1, init_scheme="identity", **kwargs):
         super().__init__(filters, precision=precision, dropout=dropout, **kwargs)
         self.context = bool(context)

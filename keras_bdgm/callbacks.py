@@ -1,4 +1,4 @@
-"""Keras callbacks of `keras_bdgm.experiment.train`.
+"""Keras callbacks of `keras_bdgm.experiment.train`, and `run_callbacks`, the list a run fits with.
 
 * `SampleGrid`: a grid of samples in TensorBoard after every epoch; never stops a run.
 * `Throughput`: training images per second, timed over train steps only, leaving out the
@@ -19,11 +19,10 @@ import math
 import os
 import time
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_bdgm import image_grid
+from keras_bdgm import image_grid, run_dir
 from keras_bdgm.errors import DivergedError
 
 
@@ -40,7 +39,7 @@ class SampleGrid(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         try:
-            grid = image_grid.image_grid(np.asarray(self.model.sample(self.num, seed=self.seed)))
+            grid = image_grid.sample_grid(self.model, self.num, seed=self.seed)
         except Exception as err:  # pylint: disable=broad-except  (a grid is never worth a run)
             logging.warning("No sample grid after epoch %d: %s", epoch + 1, str(err).splitlines()[0])
             return
@@ -130,3 +129,33 @@ class RunRecorder(tf.keras.callbacks.Callback):
             "timed_seconds": self.throughput.epoch_seconds.get(epoch, 0.0),
         }
         self.run.record_epoch(epoch, {**(logs or {}), **timing})
+
+
+def run_callbacks(run, steps_per_epoch, batch_size, seed=0, extra=(), chief=True):
+    """The callbacks of a run's `fit` in `run` (a `run_dir.Run`), in the order they act.
+
+    chief=False (a non-chief worker of a multi-worker run, whose `run` is read-only): the
+    same callbacks but `SampleGrid`. Every worker must save the checkpoints and the backup
+    (reading the metrics' SyncOnRead variables is a collective); Keras writes a non-chief
+    worker's copies to temporary `workertemp_<id>` folders and deletes them.
+
+    Returns (callbacks, throughput): the list, and its `Throughput` (for the report).
+    """
+    throughput = Throughput(batch_size)
+    log_dir = run.file(run_dir.LOG_DIR)
+    callbacks = [
+        DivergenceGuard(steps_per_epoch),  # first: acts before anything is saved
+        throughput,
+        # An epoch's logs and checkpoint are saved before its backup: a run killed in
+        # between trains the epoch again and saves both again (the same values).
+        RunRecorder(run, throughput),
+        tf.keras.callbacks.ModelCheckpoint(
+            os.path.join(run.file(run_dir.CHECKPOINT_DIR), "epoch{epoch:03d}"), save_weights_only=True
+        ),
+        # The backup is kept after fit: the evaluation and the files are made from it.
+        tf.keras.callbacks.BackupAndRestore(run.file(run_dir.BACKUP_DIR), delete_checkpoint=False),
+        tf.keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
+        *([SampleGrid(log_dir, num=16, seed=seed)] if chief else []),
+        *extra,
+    ]
+    return callbacks, throughput

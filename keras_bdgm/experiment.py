@@ -14,6 +14,13 @@ guard that stops a diverging run) and writes into `model_dir` (see `keras_bdgm.r
 A run killed at any moment continues, when started again with the same settings, in the
 phase it was in (training, evaluating, writing files) and ends with the same files.
 
+With `strategy="multi_worker"` every worker calls `train` with the same settings (README.md,
+"Scaling out"). They all train (each on its DATA shard of every global batch, see
+`RunData.train`); only the chief writes into `model_dir`. After training the chief
+evaluates and writes the files alone, with a copy of the model outside the strategy (loaded
+from the training state), while the others wait for it and then return its report. A run
+resumed past training is finished by the chief alone; the other workers return at once.
+
 Example:
 
     report = train(TrainConfig(model="flowpp", precision="w1a1", preset="small",
@@ -23,7 +30,6 @@ Example:
 import dataclasses
 import json
 import math
-import os
 import sys
 
 import numpy as np
@@ -31,88 +37,19 @@ import tensorflow as tf
 
 import keras_bdgm
 from keras_bdgm import data as bdgm_data
-from keras_bdgm import image_grid, outputs, run_dir
-from keras_bdgm.callbacks import DivergenceGuard, RunRecorder, SampleGrid, Throughput  # noqa: F401
-from keras_bdgm.errors import ConfigError, DataNotFoundError, DivergedError, RunNotFoundError
+from keras_bdgm import outputs, run_dir, strategies
+from keras_bdgm.callbacks import run_callbacks
+from keras_bdgm.errors import ConfigError, DataNotFoundError, DivergedError
+from keras_bdgm.evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVAL_BATCH_SIZE
+from keras_bdgm.evaluation import evaluate_bits_per_dim
 from keras_bdgm.precision import parse as parse_precision
 from keras_bdgm.presets import resolve as resolve_preset
-from keras_bdgm.schedules import ExponentialDecayWithFloor
+from keras_bdgm.recipes import RECIPES, build_model, check_choice, learning_rate, recipe  # noqa: F401
+from keras_bdgm.run_dir import REPORT_FILE, load_model  # noqa: F401
+from keras_bdgm.strategies import STRATEGIES, get_strategy
 from keras_bdgm.validation import ValidationCurve
 
-# Per model: class name and the training defaults of the paper's public code
-# (tom-bird/binary-gen-models, commit 8b45e5d): the VAE's from train_rvae.py (lr 2e-3 decayed
-# x0.999995 per step to 5e-4, 2 init batches; its later train.py, a9311d2, differs), the
-# flow's from train_flow.py (lr 1e-3 constant, 25 init batches). See docs/ARCHITECTURE.md.
-MODELS = {
-    "flowpp": {"class": "FlowPlusPlus", "learning_rate": 1e-3, "decay": None, "init_batches": 25},
-    "resnet_vae": {"class": "ResNetVAE", "learning_rate": 2e-3, "decay": (0.999995, 5e-4), "init_batches": 2},
-}
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-REPORT_FILE, SAMPLES_FILE, KERAS_FILE, PACKED_FILE = (
-    outputs.REPORT_FILE, outputs.SAMPLES_FILE, outputs.KERAS_FILE, outputs.PACKED_FILE)
-VALIDATION_FILE = "validation_curve.json"
-
-
-def _check_choice(kind, value, choices):
-    if value not in choices:
-        raise ConfigError(f"Unknown {kind} {value!r}; expected one of: {', '.join(choices)}.")
-
-
-def build_model(model, image_shape, precision="w32a32", preset="small", **overrides):
-    """Builds `model` ("flowpp" or "resnet_vae") for images of `image_shape`."""
-    _check_choice("model", model, tuple(MODELS))
-    cls = getattr(keras_bdgm.models, MODELS[model]["class"])
-    return cls(image_shape, precision=precision, preset=preset, **overrides)
-
-
-def learning_rate(model, value=None):
-    """The model's default learning rate (schedule), or the constant `value`."""
-    _check_choice("model", model, tuple(MODELS))
-    spec = MODELS[model]
-    if value is not None:
-        if not value > 0:
-            raise ValueError(f"learning_rate must be > 0, got {value!r}.")
-        return float(value)
-    if spec["decay"] is None:
-        return spec["learning_rate"]
-    decay, floor = spec["decay"]
-    return ExponentialDecayWithFloor(spec["learning_rate"], decay, floor)
-
-
-def get_strategy(name="default", tpu=None):
-    """A `tf.distribute` strategy by name: default | mirrored | multi_worker | tpu."""
-    _check_choice("strategy", name, STRATEGIES)
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        if not tf.config.list_logical_devices("GPU"):
-            # Without GPUs, mirror over every logical CPU device (one unless configured).
-            return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, tf.errors.OpError) as e:
-        raise ValueError(f"No TPU could be reached ({e}); pass --tpu=<name or grpc address> on a TPU host.") from e
-    return tf.distribute.TPUStrategy(resolver)
-
-
-def backup_dir(model_dir):
-    return os.path.join(model_dir, run_dir.BACKUP_DIR)
-
-
-def completed_epochs(model_dir):
-    """Epochs already finished by an interrupted run in `model_dir` (0 if none)."""
-    # BackupAndRestore writes under <backup>/chief (the chief worker's copy).
-    latest = tf.train.latest_checkpoint(os.path.join(backup_dir(model_dir), "chief"))
-    if latest is None:
-        return 0
-    reader = tf.train.load_checkpoint(latest)
-    key = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
-    return int(reader.get_tensor(key)) + 1 if reader.has_tensor(key) else 0
+MODELS = RECIPES  # the model names train knows, with their recipes
 
 
 @dataclasses.dataclass
@@ -134,6 +71,7 @@ class TrainConfig:
     data_dir: str | None = None
     manual_dir: str | None = None
     eval_examples: int | None = None
+    eval_batch_size: int | None = None  # default: DEFAULT_EVAL_BATCH_SIZE
     eval_split: str | None = None  # default: "test", or the last 10% of a flat image folder
     train_split: str | None = None  # default: "train", or the rest of train beside eval_split
     validation_split: str | None = None
@@ -147,8 +85,8 @@ class TrainConfig:
 
     def validate(self):
         """Raises ConfigError for a bad setting (all that can be checked without the data)."""
-        _check_choice("model", self.model, tuple(MODELS))
-        _check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("model", self.model, tuple(RECIPES))
+        check_choice("strategy", self.strategy, STRATEGIES)
         try:
             parse_precision(self.precision)
         except ValueError as err:
@@ -157,7 +95,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value!r}; pass a whole number, e.g. --{name}=8.")
-        for name in ("eval_examples", "init_examples", "validation_examples"):
+        for name in ("eval_examples", "eval_batch_size", "init_examples", "validation_examples"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be >= 1 (or unset), got {value!r}; pass a whole number.")
@@ -168,13 +106,19 @@ class TrainConfig:
             )
         if self.validation_every and not self.validation_split:
             raise ConfigError("validation_every > 0 needs a validation_split, e.g. --validation_split='train[90%:]'.")
-        model_module = sys.modules[getattr(keras_bdgm.models, MODELS[self.model]["class"]).__module__]
+        model_class = recipe(self.model).model_type
         try:
-            resolve_preset(model_module.PRESETS, self.preset, self.overrides, model=MODELS[self.model]["class"])
+            resolve_preset(sys.modules[model_class.__module__].PRESETS, self.preset, self.overrides,
+                           model=model_class.__name__)
             learning_rate(self.model, self.learning_rate)
         except ValueError as err:
             raise ConfigError(str(err)) from None
         run_dir.check_model_dir(self.model_dir)
+
+    @property
+    def eval_batch(self):
+        """Images per evaluation batch: `eval_batch_size`, else DEFAULT_EVAL_BATCH_SIZE."""
+        return self.eval_batch_size or DEFAULT_EVAL_BATCH_SIZE
 
     def resolved(self):
         """A copy with the train and evaluation splits filled in; validates it first."""
@@ -191,84 +135,76 @@ class TrainConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("overwrite", "verbose")}
 
 
-def _train_dataset(config, skip_batches):
-    ds = bdgm_data.load(
-        config.dataset, config.train_split, batch_size=config.batch_size, shuffle=True, seed=config.seed,
-        data_dir=config.data_dir, manual_dir=config.manual_dir, drop_remainder=True,
-    ).repeat()
-    # A resumed run continues the same stream of batches as an uninterrupted one.
-    return ds.skip(skip_batches) if skip_batches else ds
+class RunData:
+    """The data a run reads (training, evaluation, validation and init batches), checked once.
 
-
-def _eval_dataset(config):
-    return bdgm_data.load(
-        config.dataset, config.eval_split, batch_size=config.batch_size, shuffle=False,
-        data_dir=config.data_dir, manual_dir=config.manual_dir, limit=config.eval_examples,
-    )
-
-
-def _init_batch(config, spec):
-    n = config.init_examples or min(spec["init_batches"] * config.batch_size, 512)
-    ds = bdgm_data.load(
-        config.dataset, config.train_split, batch_size=n, shuffle=True, seed=config.seed + 1,
-        data_dir=config.data_dir, manual_dir=config.manual_dir,
-    )
-    return next(iter(ds))
-
-
-def evaluate_bits_per_dim(model, dataset, num_samples=1, seed=0):
-    """Mean per-image bits/dim of `model` over a dataset of uint8 image batches.
-
-    Batch i draws its noise from seed (seed, i), so the figure is reproducible.
+    Raises ConfigError / DataNotFoundError at construction, before anything is trained or
+    written, when a split the run reads is missing or its images differ in shape.
     """
-    total, count = 0.0, 0
-    for i, batch in enumerate(dataset):
-        images = batch["image"] if isinstance(batch, dict) else batch
-        bpd = model.bits_per_dim(images, num_samples=num_samples, seed=(seed, i))
-        bpd = np.asarray(bpd, np.float64)
-        total += bpd.sum()
-        count += bpd.size
-    if count == 0:
-        raise ValueError("The evaluation dataset is empty.")
-    return total / count
+
+    def __init__(self, config):
+        self.config = config
+        try:
+            self.source = bdgm_data.resolve(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir)
+            self.image_shape = self.source.image_shape(config.train_split)
+            for use, split in (("evaluation", config.eval_split), ("validation", config.validation_split)):
+                if split is None or (use == "validation" and not config.validation_every):
+                    continue
+                self.source.num_examples(split)  # prepares the data once and checks the slice
+                other = self.source.image_shape(split)
+                if other != self.image_shape:
+                    raise ValueError(
+                        f"The {use} split {split!r} holds {other} images, the training split {self.image_shape}.")
+        except FileNotFoundError as err:
+            raise DataNotFoundError(str(err)) from None
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def _load(self, split, batch_size, shuffle=False, **kwargs):
+        return self.source.load(split, batch_size, shuffle=shuffle, **kwargs)
+
+    def train(self, skip_batches=0):
+        """Shuffled training batches, repeated; a resumed run skips the batches it trained.
+
+        Batches are global batches (`batch_size` images). Under a multi-worker strategy every
+        worker runs this same seeded pipeline and tf.data shards it by DATA (not by FILE: tfds
+        splits may be one file, fewer than the workers): each global batch is split into
+        per-replica batches in order and worker w keeps those of its replicas. So at every
+        step the workers see disjoint parts of one global batch (each worker reads all the
+        data and drops the others' parts), and their union, in replica order, is the batch a
+        single process with the same replicas trains on (tests/test_multi_worker.py).
+        """
+        c = self.config
+        ds = self._load(c.train_split, c.batch_size, shuffle=True, seed=c.seed, drop_remainder=True).repeat()
+        ds = ds.skip(skip_batches) if skip_batches else ds
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return ds.with_options(options)
+
+    def evaluation(self):
+        c = self.config
+        return self._load(c.eval_split, c.eval_batch, limit=c.eval_examples)
+
+    def validation_images(self):
+        """The validation curve's images, as one uint8 array."""
+        c = self.config
+        ds = self._load(c.validation_split, c.validation_examples, limit=c.validation_examples)
+        return np.concatenate([np.asarray(b) for b in ds])
+
+    def init_batch(self):
+        """One batch for the data-dependent init: the recipe's batches, at most 512 images."""
+        c = self.config
+        n = c.init_examples or min(recipe(c.model).init_batches * c.batch_size, 512)
+        return next(iter(self._load(c.train_split, n, shuffle=True, seed=c.seed + 1)))
 
 
-def _validation_callbacks(config, log_dir):
-    """A `ValidationCurve` on `validation_split` when `validation_every` > 0, else none."""
-    if not config.validation_every:
-        return []
-    ds = bdgm_data.load(config.dataset, config.validation_split, batch_size=config.validation_examples,
-                        shuffle=False, data_dir=config.data_dir, manual_dir=config.manual_dir,
-                        limit=config.validation_examples)
-    images = np.concatenate([np.asarray(b) for b in ds])
-    return [ValidationCurve(images, config.validation_every, os.path.join(config.model_dir, VALIDATION_FILE),
-                            seed=config.seed, log_dir=log_dir)]
+def check_data(config):
+    """The image shape of the training split, after checking every split the run reads."""
+    return RunData(config).image_shape
 
 
 def _all_finite(model):
     return all(np.isfinite(w.numpy()).all() for w in model.weights if w.dtype.is_floating)
-
-
-def check_data(config):
-    """The image shape of the training split, after checking every split the run reads.
-
-    Raises ConfigError / DataNotFoundError before anything is trained or written.
-    """
-    try:
-        shape = bdgm_data.image_shape(config.dataset, config.train_split)
-        for use, split in (("evaluation", config.eval_split), ("validation", config.validation_split)):
-            if split is None or (use == "validation" and not config.validation_every):
-                continue
-            bdgm_data.load(config.dataset, split, batch_size=1, shuffle=False, data_dir=config.data_dir,
-                           manual_dir=config.manual_dir)
-            other = bdgm_data.image_shape(config.dataset, split)
-            if other != shape:
-                raise ValueError(f"The {use} split {split!r} holds {other} images, the training split {shape}.")
-    except FileNotFoundError as err:
-        raise DataNotFoundError(str(err)) from None
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    return shape
 
 
 def _build(config, image_shape):
@@ -281,54 +217,34 @@ def _build(config, image_shape):
         ) from None
 
 
-def _restore_trained(model, config):
-    """Loads the state at the end of training (BackupAndRestore's backup) into `model`."""
-    latest = tf.train.latest_checkpoint(os.path.join(backup_dir(config.model_dir), "chief"))
-    if latest is None:
-        raise ConfigError(
-            f"{config.model_dir} finished training, but its training state ({backup_dir(config.model_dir)}) "
-            "is gone; pass --overwrite to train again."
-        )
-    model.optimizer.build(model.trainable_variables)
-    tf.train.Checkpoint(model=model).read(latest).expect_partial()
+def _fit(model, config, run, data, done, callbacks, chief=True):
+    """Trains from epoch `done` to `config.epochs`, recording every epoch in `run`.
 
-
-def _fit(model, config, run, done, callbacks):
-    """Trains from epoch `done` to `config.epochs`, recording every epoch in `run`."""
-    throughput = Throughput(config.batch_size)
-    log_dir = os.path.join(config.model_dir, "logs")
-    fit_callbacks = [
-        DivergenceGuard(config.steps_per_epoch),  # first: acts before anything is saved
-        throughput,
-        # An epoch's logs and checkpoint are saved before its backup: a run killed in
-        # between trains the epoch again and saves both again (the same values).
-        RunRecorder(run, throughput),
-        tf.keras.callbacks.ModelCheckpoint(
-            os.path.join(config.model_dir, "checkpoints", "epoch{epoch:03d}"), save_weights_only=True
-        ),
-        # The backup is kept after fit: the evaluation and the files are made from it.
-        tf.keras.callbacks.BackupAndRestore(backup_dir(config.model_dir), delete_checkpoint=False),
-        tf.keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
-        SampleGrid(log_dir, num=16, seed=config.seed),
-        *_validation_callbacks(config, log_dir),
-        *callbacks,
-    ]
+    chief=False: a non-chief worker (read-only `run`): no validation curve nor sample grids.
+    A collective that fails (a worker died, hung or stopped) raises WorkerLostError.
+    """
+    validation = []
+    if config.validation_every and chief:
+        validation = [ValidationCurve(data.validation_images(), config.validation_every,
+                                      run.file(run_dir.VALIDATION_FILE), seed=config.seed,
+                                      log_dir=run.file(run_dir.LOG_DIR))]
+    fit_callbacks, _ = run_callbacks(run, config.steps_per_epoch, config.batch_size, config.seed,
+                                     extra=[*validation, *callbacks], chief=chief)
     try:
-        model.fit(
-            _train_dataset(config, done * config.steps_per_epoch),
-            epochs=config.epochs,
-            steps_per_epoch=config.steps_per_epoch,
-            callbacks=fit_callbacks,
-            verbose=config.verbose,
-        )
+        model.fit(data.train(done * config.steps_per_epoch), epochs=config.epochs,
+                  steps_per_epoch=config.steps_per_epoch, callbacks=fit_callbacks, verbose=config.verbose)
     except DivergedError as err:
-        raise _diverged(err, config) from None
+        raise _diverged(err, config, run) from None
+    except strategies.COLLECTIVE_ERRORS as err:
+        if not strategies.is_multi_worker(model.distribute_strategy):
+            raise
+        raise strategies.worker_lost(err) from None
 
 
-def _diverged(problem, config):
-    last = completed_epochs(config.model_dir)
+def _diverged(problem, config, run):
+    last = run.completed_epochs()
     kept = (
-        f"the last good training state (after epoch {last}) is kept in {backup_dir(config.model_dir)}"
+        f"the last good training state (after epoch {last}) is kept in {run.file(run_dir.BACKUP_DIR)}"
         if last else "no epoch had finished, so no checkpoint was kept"
     )
     lr = config.learning_rate if config.learning_rate is not None else "its default"
@@ -341,9 +257,10 @@ def _diverged(problem, config):
 def train(config: TrainConfig, callbacks=()):
     """Trains a model as `config` says and writes its files; returns the report dict.
 
-    Continues an unfinished run in `config.model_dir` (same settings; more epochs allowed)
-    in the phase it stopped in. Everything the user can get wrong is checked before the
-    folder is created.
+    build -> (data-dependent init) -> fit -> evaluate -> write files -> report, each phase
+    recorded in the run's folder. Continues an unfinished run in `config.model_dir` (same
+    settings; more epochs allowed) in the phase it stopped in. Everything the user can get
+    wrong is checked before the folder is created.
 
     Raises:
       ConfigError, DataNotFoundError: bad settings or data, or settings that differ from
@@ -352,24 +269,33 @@ def train(config: TrainConfig, callbacks=()):
         overwrite=True); with the same settings the finished run's report is returned.
       DivergedError: the objective went non-finite or most updates were skipped; the
         last good training state is kept and no model files are written.
+      strategies.WorkerLostError: (multi-worker) a collective with the other workers failed:
+        one died, hung past the collective timeout or stopped on an error.
     """
     config = config.resolved()
-    run = run_dir.Run(config.model_dir)
+    multi_worker, chief = strategies.task_role() if config.strategy == "multi_worker" else (False, True)
+    run = run_dir.Run(config.model_dir, read_only=not chief)
     if run.check(config.settings(), config.overwrite):  # finished already (e.g. killed after its report)
         if config.verbose:
             print(f"{config.model_dir} already holds this finished run; pass --overwrite to train it again.")
         return run_dir.read_json(run.file(REPORT_FILE))
-    image_shape = check_data(config)
-    try:
-        strategy = get_strategy(config.strategy, config.tpu)
+    strategy_name = config.strategy
+    # Only training needs every worker: past it, the chief finishes the run alone.
+    if multi_worker and run.next_phase(config.settings(), config.overwrite) != "training":
+        if not chief:
+            return _worker_done(config, run, trained=False)
+        multi_worker, strategy_name = False, "default"
+    try:  # before the data is read: MultiWorkerMirroredStrategy must start before TensorFlow does
+        strategy = get_strategy(strategy_name, config.tpu)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    data = RunData(config)
     tf.keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        model = _build(config, image_shape)
-        keras_bdgm.initialize(model, _init_batch(config, MODELS[config.model]))
+        model = _build(config, data.image_shape)
+        keras_bdgm.initialize(model, data.init_batch())
         model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate(config.model, config.learning_rate)))
-    done = 0 if config.overwrite else completed_epochs(config.model_dir)
+    done = 0 if config.overwrite else run.completed_epochs()
     previous = None if config.overwrite else run.stored_config()
     phase = run.start(config.settings(), config.overwrite, completed_epochs=done)
     if config.verbose and previous is not None:
@@ -377,51 +303,64 @@ def train(config: TrainConfig, callbacks=()):
         print(f"Resuming {config.model_dir} in phase {phase!r} after epoch {done}{more}.")
 
     if phase == "training":
-        _fit(model, config, run, done, callbacks)
+        if chief:
+            run.state["replicas"] = strategy.num_replicas_in_sync
+        if multi_worker:
+            strategies.barrier(strategy)  # the chief has opened (or, with overwrite, cleared) the run
+        _fit(model, config, run, data, done, callbacks, chief)
         run.set_phase("evaluating")
+        if multi_worker:
+            if not chief:
+                strategies.barrier(strategy, timeout_s=0)  # until the chief has finished the run
+                return _worker_done(config, run, trained=True)
+            try:  # alone: a model outside the strategy, from the training state (backup/)
+                return _finish(_restored_locally(config, data, run), config, run, data, strategy)
+            finally:
+                strategies.barrier(strategy, timeout_s=0, raise_errors=False)
     elif phase in ("evaluating", "writing"):
         with strategy.scope():
-            _restore_trained(model, config)
+            run.restore_training_state(model)
+    return _finish(model, config, run, data, strategy)
+
+
+def _restored_locally(config, data, run):
+    """The trained model, built outside any strategy and loaded from the training state."""
+    model = _build(config, data.image_shape)
+    keras_bdgm.initialize(model, data.init_batch())
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate(config.model, config.learning_rate)))
+    run.restore_training_state(model)
+    return model
+
+
+def _worker_done(config, run, trained):
+    """What a non-chief worker returns: the chief's report once it is written, else a note."""
+    if run.finished:
+        return run_dir.read_json(run.file(REPORT_FILE))
+    note = ("trained with the chief; the chief writes the run's files" if trained else
+            f"nothing to train (phase {run.next_phase(config.settings())!r}); the chief finishes the run")
+    if config.verbose:
+        print(f"{strategies.task_name()}: {note} in {config.model_dir}.")
+    return {"task": strategies.task_name(), "model_dir": config.model_dir, "note": note}
+
+
+def _finish(model, config, run, data, strategy):
+    """Evaluates `model`, writes its files and the report, each phase once (see `train`)."""
     if run.phase in ("evaluating", "writing") and not _all_finite(model):
-        raise _diverged(DivergedError("Training produced non-finite weights."), config)
+        raise _diverged(DivergedError("Training produced non-finite weights."), config, run)
     if run.phase == "evaluating":
-        test_bpd = evaluate_bits_per_dim(model, _eval_dataset(config), seed=config.seed)
+        test_bpd = evaluate_bits_per_dim(model, data.evaluation(), seed=config.seed, verbose=config.verbose)
         if not math.isfinite(test_bpd):
-            raise _diverged(DivergedError(f"The test bits/dim is {test_bpd}."), config)
+            raise _diverged(DivergedError(f"The test bits/dim is {test_bpd}."), config, run)
         run.set_phase("writing", test_bits_per_dim=test_bpd)
     if run.phase == "writing":
         outputs.write_model_files(model, run, config.num_samples_grid, config.seed)
         run.set_phase("reporting")
         run.remove_backup()
-    report = outputs.report(model, config, run, strategy.num_replicas_in_sync)
+    report = outputs.report(model, config, run, run.state.get("replicas", strategy.num_replicas_in_sync))
     run_dir.write_json(run.file(REPORT_FILE), report)  # last: the run is finished
     return report
 
 
-def load_model(model_dir_or_file):
-    """Loads `model.keras` from a model_dir (or a .keras path).
-
-    Raises:
-      RunNotFoundError: no saved model there (the message says what the folder holds).
-    """
-    path = str(model_dir_or_file)
-    if path.endswith(".keras") and not os.path.isdir(path):
-        folder = os.path.dirname(path)
-    else:
-        folder, path = path, os.path.join(path, KERAS_FILE)
-    if not os.path.exists(path):
-        state = run_dir.Run(folder).stored_state() if os.path.isdir(folder) else None
-        raise RunNotFoundError(
-            f"{folder} holds an unfinished run (phase {state['phase']}); finish it by running "
-            "examples/train.py again with its flags." if state else
-            f"No saved model in {folder or '.'} (no {KERAS_FILE}); pass the --model_dir of a "
-            "finished run, or train one with examples/train.py --model_dir=..."
-        )
-    return tf.keras.models.load_model(path)
-
-
-def write_sample_grid(model, path, num=64, temperature=1.0, seed=0):
-    """Samples `num` images and writes them as one PNG grid; returns the grid."""
-    grid = image_grid.image_grid(np.asarray(model.sample(num, temperature=temperature, seed=seed)))
-    image_grid.write_png(path, grid)
-    return grid
+def completed_epochs(model_dir):
+    """Epochs already finished by an interrupted run in `model_dir` (0 if none)."""
+    return run_dir.Run(model_dir).completed_epochs()

@@ -4,6 +4,7 @@ Example:
 
     grid = image_grid(model.sample(64))        # [8*H + 9, 8*W + 9, C] uint8
     write_png("samples.png", grid)
+    sample_grid(model, 64, seed=0, path="samples.png")   # both steps in one
 """
 
 import math
@@ -25,6 +26,15 @@ def image_grid(images, columns=None, border=1):
         r, col = divmod(i, columns)
         top, left = border + r * (h + border), border + col * (w + border)
         grid[top:top + h, left:left + w] = image
+    return grid
+
+
+def sample_grid(model, num=64, temperature=1.0, seed=0, path=None):
+    """A grid of `num` samples of `model` (its `sample(num, temperature, seed)`), written to
+    `path` as PNG when given; returns the grid."""
+    grid = image_grid(np.asarray(model.sample(num, temperature=temperature, seed=seed)))
+    if path is not None:
+        write_png(path, grid)
     return grid
 
 

@@ -13,20 +13,16 @@ Example:
 
 import os
 
-import numpy as np
-
 from keras_bdgm import data as bdgm_data
 from keras_bdgm import image_grid, memory, run_dir
-
-REPORT_FILE, SAMPLES_FILE, KERAS_FILE, PACKED_FILE = run_dir.REPORT_FILE, "samples.png", "model.keras", "model.bdgm"
+from keras_bdgm.run_dir import KERAS_FILE, PACKED_FILE, REPORT_FILE, SAMPLES_FILE  # noqa: F401
 
 
 def write_model_files(model, run, num_samples, seed):
     """samples.png (a grid of `num_samples` samples), model.keras and model.bdgm in `run`'s folder."""
 
     def samples(tmp):
-        images = np.asarray(model.sample(num_samples, seed=seed))
-        image_grid.write_png(tmp, image_grid.image_grid(images))
+        image_grid.sample_grid(model, num_samples, seed=seed, path=tmp)
 
     for name, write in ((SAMPLES_FILE, samples), (KERAS_FILE, model.save),
                         (PACKED_FILE, lambda tmp: memory.save_packed(model, tmp))):
@@ -54,6 +50,7 @@ def report(model, config, run, replicas):
         "test_bits_per_dim": float(run.state["test_bits_per_dim"]),
         "eval_split": config.eval_split,
         "eval_examples": config.eval_examples,
+        "eval_batch_size": config.eval_batch,
         "train_split": config.train_split,
         "eval_note": note if config.eval_split == default_eval_split else None,
         "train_bits_per_dim": run.epoch_logs("bits_per_dim"),

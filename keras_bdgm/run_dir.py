@@ -5,6 +5,7 @@
       state.json    phase, per-epoch training logs, time spent, every start of a process
       backup/       the training state (Keras BackupAndRestore), until the model files exist
       checkpoints/  weights after every epoch;  logs/  TensorBoard
+      validation_curve.json  validation bits/dim against step (if asked for)
       samples.png, model.keras, model.bdgm
       report.json   written last: a folder holding it holds a finished run
 
@@ -12,6 +13,13 @@ A run goes through the phases training -> evaluating -> writing -> reporting. Ev
 here is replaced atomically (written beside, then renamed), so a process killed at any
 moment leaves the previous version; started again with the same settings, the run
 continues in the phase it was in and redoes no finished work.
+
+In a multi-worker run (keras_bdgm.strategies) only the chief writes here. The other workers
+open the run read-only (`Run(path, read_only=True)`: the same checks, phases and progress,
+kept in memory) and share backup/ with it: Keras's BackupAndRestore, ModelCheckpoint and
+TensorBoard write a non-chief worker's copies under `workertemp_<task id>/` and delete them
+after each save, and every worker restores from backup/chief/. The folder must be one that
+every worker sees (a shared or network file system).
 
 Settings that change the model, its training or its results (`FIXED`) must be the same on
 every start; `epochs` may grow while the run is unfinished (the run then trains on).
@@ -22,6 +30,7 @@ Example:
     run.start({"model": "flowpp", "epochs": 10, ...}, overwrite=False)
     run.record_epoch(0, {"bits_per_dim": 5.1})
     run.set_phase("evaluating")
+    model = load_model("runs/a")  # once finished
 """
 
 import json
@@ -29,18 +38,22 @@ import os
 import shutil
 import time
 
-from keras_bdgm.errors import ConfigError, RunExistsError
+import tensorflow as tf
+
+from keras_bdgm.errors import ConfigError, RunExistsError, RunNotFoundError
 
 PHASES = ("training", "evaluating", "writing", "reporting")
 CONFIG_FILE, STATE_FILE, REPORT_FILE = "run.json", "state.json", "report.json"
-BACKUP_DIR = "backup"
+SAMPLES_FILE, KERAS_FILE, PACKED_FILE = "samples.png", "model.keras", "model.bdgm"
+VALIDATION_FILE = "validation_curve.json"
+BACKUP_DIR, CHECKPOINT_DIR, LOG_DIR = "backup", "checkpoints", "logs"
 # Everything a run writes into its folder (what --overwrite removes).
-RUN_ENTRIES = (CONFIG_FILE, STATE_FILE, REPORT_FILE, BACKUP_DIR, "checkpoints", "logs",
-               "samples.png", "model.keras", "model.bdgm", "validation_curve.json")
+RUN_ENTRIES = (CONFIG_FILE, STATE_FILE, REPORT_FILE, BACKUP_DIR, CHECKPOINT_DIR, LOG_DIR,
+               SAMPLES_FILE, KERAS_FILE, PACKED_FILE, VALIDATION_FILE)
 # Settings a restart must repeat; every other one (paths, verbosity) may change.
 FIXED = ("model", "precision", "preset", "overrides", "dataset", "train_split", "batch_size",
          "learning_rate", "seed", "steps_per_epoch", "strategy", "eval_split", "eval_examples",
-         "init_examples", "num_samples_grid", "validation_split", "validation_examples",
+         "eval_batch_size", "init_examples", "num_samples_grid", "validation_split", "validation_examples",
          "validation_every")
 
 
@@ -91,8 +104,11 @@ def _differences(stored, config, keys):
 class Run:
     """The run in folder `path`: its settings (`config`) and progress (`state`)."""
 
-    def __init__(self, path):
+    def __init__(self, path, read_only=False):
         self.path = str(path)
+        # read_only: a non-chief worker of a multi-worker run follows the chief's run here
+        # (same phases and progress, in memory) and writes nothing.
+        self.read_only = bool(read_only)
         self.config, self.state = None, None
         self._clock = self._base = None
 
@@ -161,27 +177,40 @@ class Run:
             )
         return False
 
-    def start(self, config, overwrite=False, completed_epochs=0):
-        """Opens the run for this process: checks `config`, writes run.json, records the start.
-
-        Returns the phase to continue in. Extending `epochs` sends a run back to training.
-        """
-        self.check(config, overwrite)
-        if overwrite:
-            self.clear()
-        os.makedirs(self.path, exist_ok=True)
-        stored = self.stored_config()
-        state = self.stored_state() or {
+    def _opened_state(self, config, overwrite):
+        """The state this run continues from with `config` (read only; nothing changes)."""
+        stored = None if overwrite else self.stored_config()
+        state = (None if overwrite else self.stored_state()) or {
             "phase": PHASES[0], "epochs": {}, "elapsed_s": 0.0, "starts": [], "written": [],
         }
         if stored is not None and config["epochs"] > stored["epochs"] and state["phase"] != "training":
             state.update(phase="training", written=[])
             state.pop("test_bits_per_dim", None)
+        return state
+
+    def next_phase(self, config, overwrite=False):
+        """The phase `start(config, overwrite)` will continue in, read from the folder alone
+        (no TensorFlow, nothing written): how every worker of a multi-worker run agrees on
+        what to do before they connect."""
+        return self._opened_state(config, overwrite)["phase"]
+
+    def start(self, config, overwrite=False, completed_epochs=0):
+        """Opens the run for this process: checks `config`, writes run.json, records the start.
+
+        Returns the phase to continue in. Extending `epochs` sends a run back to training.
+        A read-only run (a non-chief worker) checks and follows the chief's run in memory.
+        """
+        self.check(config, overwrite)
+        if overwrite and not self.read_only:
+            self.clear()
+        state = self._opened_state(config, overwrite)
         # Epochs past the training state's last backup are trained again (same values).
         state["epochs"] = {k: v for k, v in state["epochs"].items() if int(k) < completed_epochs}
         state["starts"].append({"phase": state["phase"], "completed_epochs": completed_epochs})
         self.config, self.state = dict(config), state
-        write_json(self.file(CONFIG_FILE), self.config)
+        if not self.read_only:
+            os.makedirs(self.path, exist_ok=True)
+            write_json(self.file(CONFIG_FILE), self.config)
         self._clock, self._base = time.monotonic(), float(state["elapsed_s"])
         self.save()
         return state["phase"]
@@ -193,7 +222,8 @@ class Run:
     def save(self):
         """Writes state.json, adding this process's time so far."""
         self.state["elapsed_s"] = self._base + (time.monotonic() - self._clock)
-        write_json(self.file(STATE_FILE), self.state)
+        if not self.read_only:
+            write_json(self.file(STATE_FILE), self.state)
 
     def set_phase(self, phase, **fields):
         if phase not in PHASES:
@@ -220,4 +250,53 @@ class Run:
         return name in self.state["written"] and os.path.exists(self.file(name))
 
     def remove_backup(self):
-        shutil.rmtree(self.file(BACKUP_DIR), ignore_errors=True)
+        if not self.read_only:
+            shutil.rmtree(self.file(BACKUP_DIR), ignore_errors=True)
+
+    # The training state: Keras BackupAndRestore's copy in backup/ (under chief/, the chief
+    # worker's), kept after training until the model files exist.
+
+    def _latest_backup(self):
+        return tf.train.latest_checkpoint(os.path.join(self.file(BACKUP_DIR), "chief"))
+
+    def completed_epochs(self):
+        """Epochs finished according to the training state in backup/ (0 if none)."""
+        latest = self._latest_backup()
+        if latest is None:
+            return 0
+        reader = tf.train.load_checkpoint(latest)
+        key = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
+        return int(reader.get_tensor(key)) + 1 if reader.has_tensor(key) else 0
+
+    def restore_training_state(self, model):
+        """Loads the state at the end of training (the backup) into compiled `model`."""
+        latest = self._latest_backup()
+        if latest is None:
+            raise ConfigError(
+                f"{self.path} finished training, but its training state ({self.file(BACKUP_DIR)}) "
+                "is gone; pass --overwrite to train again."
+            )
+        model.optimizer.build(model.trainable_variables)
+        tf.train.Checkpoint(model=model).read(latest).expect_partial()
+
+
+def load_model(model_dir_or_file):
+    """Loads `model.keras` from a run's folder (or a .keras path) with plain Keras.
+
+    Raises:
+      RunNotFoundError: no saved model there (the message says what the folder holds).
+    """
+    path = str(model_dir_or_file)
+    if path.endswith(".keras") and not os.path.isdir(path):
+        folder = os.path.dirname(path)
+    else:
+        folder, path = path, os.path.join(path, KERAS_FILE)
+    if not os.path.exists(path):
+        state = Run(folder).stored_state() if os.path.isdir(folder) else None
+        raise RunNotFoundError(
+            f"{folder} holds an unfinished run (phase {state['phase']}); finish it by running "
+            "examples/train.py again with its flags." if state else
+            f"No saved model in {folder or '.'} (no {KERAS_FILE}); pass the --model_dir of a "
+            "finished run, or train one with examples/train.py --model_dir=..."
+        )
+    return tf.keras.models.load_model(path)

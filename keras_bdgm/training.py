@@ -1,34 +1,185 @@
-"""The training step shared by every keras_bdgm model.
+"""The contract and the training step shared by every keras_bdgm model.
 
-`GenerativeModel` is a `tf.keras.Model` whose subclasses implement one function,
-`compute_losses(x, training) -> dict` of scalar losses (batch means, in bits per
-dimension), holding at least `bits_per_dim`, the training objective. From it come:
+`GenerativeModel` is a `tf.keras.Model` for likelihood-based models of uint8 images. A
+subclass supplies the model-specific pieces (see the class docstring); the rest lives here
+once:
 
-* `train_step`: gradient of the objective; global-norm clipping to `clip_norm`;
-  the update is skipped when the pre-clip norm is non-finite or above `skip_threshold`
-  (the count is the `skipped_steps` metric, the norm the `grad_norm` metric). Binary
-  latent weights are clipped by their constraints after every applied step.
-* `test_step`: the same losses, without gradients.
+* `train_step` / `test_step`: the objective of `compute_losses(x, training) -> dict` (scalar
+  batch means in bits per dimension, at least `bits_per_dim`). Training takes its gradient,
+  clips it to global norm `clip_norm` and skips the update when the pre-clip norm is
+  non-finite or above `skip_threshold` (counted by the `skipped_steps` metric; the norm is
+  the `grad_norm` metric). The skip is decided in cross-replica context after the gradients
+  are summed over replicas, so it also holds under `tf.distribute` strategies.
+* `log_prob(x, num_samples, seed, samples_per_chunk)`: the importance-weighted bound from
+  the model's per-sample log-weights, in chunks of samples (below).
+* `bits_per_dim(x, ...)`: -log_prob / (D ln 2), D = H * W * C.
 
-The skip is decided in cross-replica context after the gradients are summed over
-replicas, so it also holds under `tf.distribute` strategies (every replica agrees).
+#### The importance-weighted bound
+
+With log-weights log w_k = log p(x, z_k) - log q(z_k | x), z_k ~ q(z | x) (for Flow++, z is
+the dequantization noise u and p(x, u) = p(x + u)):
+
+    log p(x) >= log (1/K) sum_k w_k = logsumexp_k(log w_k) - log K
+
+(K = 1 is the ELBO; the bound does not decrease in K [Burda et al. 2015]). The K samples are
+drawn in chunks of `samples_per_chunk` per image (default: `IWAE_CHUNK_ROWS` // N, at least
+1, so a chunk holds about 1024 image-sample rows and K = 1000 fits in memory); each chunk is
+reduced to logsumexp over its samples and the chunks' results are reduced again:
+
+    bound = logsumexp_c( logsumexp_{k in c} log w_k ) - log K
+
+#### Seeds
+
+Every method that draws noise takes `seed`, read the same way by every model
+(`stateless_seed`):
+
+* None: a fresh int32[2] seed from `model.noise_seed()` (the model's checkpointed generator
+  advances; training and `model(x)` use this).
+* a pair (a, b) of ints (or an int32/int64 tensor of shape [2]): used as it is, [a, b].
+* an int s (or a 0-d integer array or tensor): the pair (s, 0).
+
+The int32[2] seed of one `log_prob` call is shared by all of its chunks; each model derives
+a chunk's noise from it and the chunk's position, so the bound for a given seed does not
+depend on how (or whether) the calls are compiled.
 
 Example:
 
     class MyModel(GenerativeModel):
         def compute_losses(self, x, training=False):
             return {"bits_per_dim": ...}
+        def log_weights(self, context, seed, chunk):
+            ...  # [chunk.size, N] log-weights of samples chunk.start .. chunk.start + chunk.size - 1
 
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
     model.fit(uint8_images_dataset, epochs=10)
+    model.log_prob(images, num_samples=100, seed=0)   # [N] nats
+
+#### References
+[1] Burda, Grosse, Salakhutdinov. Importance Weighted Autoencoders. 2015.
+    https://arxiv.org/abs/1509.00519
 """
 
 import math
+import operator
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from keras_bdgm.images import check_images
+
+# Image-sample rows per chunk of the importance-weighted bound, by default.
+IWAE_CHUNK_ROWS = 1024
+
+
+def stateless_seed(seed):
+    """The int32[2] seed for `tf.random.stateless_*` ops from an int or a pair of ints.
+
+    Args:
+      seed: a pair (a, b) of ints, an integer array or tensor of shape [2] (-> [a, b]), or an
+        int / 0-d integer array or tensor s (-> [s, 0]).
+        Values are cast to int32 (larger ints wrap, as `tf.cast` does).
+
+    Returns:
+      An int32 tensor of shape [2].
+
+    Raises:
+      ValueError: `seed` is not integer-valued, or not a scalar or a pair.
+
+    Example:
+
+        stateless_seed(7)           # [7, 0]
+        stateless_seed((3, 4))      # [3, 4]
+    """
+    if not tf.is_tensor(seed):
+        array = np.asarray(seed)
+        if array.dtype.kind not in "iu":
+            raise ValueError(f"A seed is an int, a pair of ints or None; got {seed!r}.")
+        seed = tf.constant(array)
+    elif not seed.dtype.is_integer:
+        raise ValueError(f"A seed tensor must have an integer dtype, got {seed.dtype.name}.")
+    if seed.shape.rank == 0:
+        seed = tf.stack([seed, tf.zeros_like(seed)])
+    elif seed.shape.rank is not None and (seed.shape.rank != 1 or seed.shape[0] not in (None, 2)):
+        raise ValueError(f"A seed is an int or a pair of ints; got shape {seed.shape.as_list()}.")
+    return tf.cast(seed, tf.int32)
+
+
+def check_positive_int(name, value):
+    """`value` as an int >= 1 (an int or numpy integer, not a bool); else ValueError naming
+    the argument `name`."""
+    try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.") from None
+    if number < 1:
+        raise ValueError(f"{name} must be >= 1, got {number}.")
+    return number
+
+
+def check_num_samples(num_samples):
+    """`num_samples` as an int >= 1, else ValueError."""
+    return check_positive_int("num_samples", num_samples)
+
+
+class ImportanceChunk(NamedTuple):
+    """One chunk of the K importance samples: samples start .. start + size - 1 of each image.
+
+    `index` and `start` may be Python ints or int32 scalar tensors (a compiled evaluation
+    passes tensors, so it traces once for all chunks of one size); `count` (the number of
+    chunks) and `size` are Python ints.
+    """
+
+    index: Any
+    count: int
+    start: Any
+    size: int
+
+
+def importance_chunks(num_samples, batch_size=None, samples_per_chunk=None):
+    """The chunks of the importance-weighted bound of K = `num_samples` samples per image.
+
+    Args:
+      num_samples: K >= 1.
+      batch_size: images per batch N (None: unknown), for the default chunk size.
+      samples_per_chunk: samples per image in a chunk; default max(1, IWAE_CHUNK_ROWS // N).
+        Larger values than K are clipped to K.
+
+    Returns:
+      A tuple of `ImportanceChunk`s covering samples 0 .. K - 1 in order; all but the last
+      have the same size.
+
+    Raises:
+      ValueError: num_samples or samples_per_chunk is not an integer >= 1.
+
+    Example:
+
+        importance_chunks(10, batch_size=256, samples_per_chunk=4)
+        # sizes 4, 4, 2 starting at samples 0, 4, 8
+    """
+    num_samples = check_num_samples(num_samples)
+    if samples_per_chunk is None:
+        samples_per_chunk = max(1, IWAE_CHUNK_ROWS // max(int(batch_size or 1), 1))
+    else:
+        samples_per_chunk = check_positive_int("samples_per_chunk", samples_per_chunk)
+    size = min(samples_per_chunk, num_samples)
+    starts = range(0, num_samples, size)
+    return tuple(
+        ImportanceChunk(index=c, count=len(starts), start=s, size=min(size, num_samples - s))
+        for c, s in enumerate(starts)
+    )
+
+
+def importance_bound(chunk_bounds, num_samples):
+    """logsumexp over the chunks' logsumexp of log-weights, minus log K: the bound in nats.
+
+    Args:
+      chunk_bounds: one [N] tensor per chunk: logsumexp over the chunk's samples.
+      num_samples: K, the samples in all chunks together.
+    """
+    return tf.reduce_logsumexp(tf.stack(chunk_bounds), axis=0) - math.log(num_samples)
 
 
 class _NoUnwrap:
@@ -112,10 +263,37 @@ def images_from(data):
 class GenerativeModel(tf.keras.Model):
     """Base class of keras_bdgm's models: likelihood-based, trained on uint8 images.
 
-    Subclasses implement `compute_losses(x, training)` (x: float32 pixels 0..255) and
-    `log_prob(x, num_samples)`; they list their loss names in `loss_names`, the first
-    being the objective `bits_per_dim`. They draw random noise with stateless ops seeded
-    by `noise_seed()`, so resumed training is reproducible.
+    The contract. A subclass implements
+
+    * `compute_losses(x, training)`: {name: scalar batch mean in bits/dim} for every name in
+      `loss_names`, the first being the objective `bits_per_dim` (x: float32 pixels 0..255).
+    * `log_weights(context, seed, chunk)`: the log-weights log p(x, z) - log q(z | x) in
+      nats, [chunk.size, N], of importance samples chunk.start .. chunk.start + size - 1 of
+      every image (row k holds sample chunk.start + k); `context` is what
+      `importance_context(x)` returned (by default x itself; a model overrides it for work
+      that all chunks of a batch share, e.g. the VAE's bottom-up pass), `seed` the call's
+      int32[2] seed (module docstring, "Seeds"). `log_prob` and `bits_per_dim` come from it.
+    * `call(x, training=None)`: the single-sample bound log p(x, z) - log q(z | x) per image,
+      in nats ([N] float32, the ELBO estimate: higher is better; bits/dim = -call / (D ln 2)),
+      with fresh noise from `noise_seed()` (an estimate with the distribution of
+      `log_prob(x)`, not necessarily its draw for that seed); `training=True` turns on
+      dropout. Keras' `model(x)`
+      and `model.predict` give this, and `keras_bdgm.initialize` runs it where a model has
+      no `data_dependent_init`.
+    * `sample(n, temperature=1.0, seed=None, ...)`: n uint8 images [n, H, W, C].
+
+    and sets, in its constructor (which also creates every weight, so weights can be loaded,
+    counted and saved at once):
+
+    * `config`: dict, the resolved hyperparameters (the preset with the overrides applied).
+      (`hparams` is a deprecated alias.)
+    * `latent_shape`: (h, w, c) of one latent tensor of one image: z of the main flow for
+      Flow++ (h * w * c = D), each of the `num_latent_layers` layers z_1..z_L for the ResNet
+      VAE. A batch of n images has latents of shape [n, *latent_shape] (per layer).
+    * `num_latent_layers`: how many such tensors (default 1).
+
+    Models draw random noise with stateless ops seeded by `stateless_seed(seed)`, fresh
+    seeds coming from `noise_seed()`, so resumed training is reproducible.
 
     Args:
       image_shape: (H, W, C) of the 8-bit images.
@@ -124,6 +302,10 @@ class GenerativeModel(tf.keras.Model):
     """
 
     loss_names = ("bits_per_dim",)
+    num_latent_layers = 1
+    # What `compile` uses for jit_compile (XLA) when its caller does not say: a subclass sets
+    # True where XLA is faster and gives the same numbers as the tf.function step.
+    default_jit_compile = False
 
     def __init__(self, image_shape, clip_norm=1.0, skip_threshold=100.0, **kwargs):
         super().__init__(**kwargs)
@@ -164,6 +346,18 @@ class GenerativeModel(tf.keras.Model):
             step * strategy.num_replicas_in_sync + replica,
         ])
 
+    def stateless_seed(self, seed=None):
+        """The int32[2] seed of `seed` (module docstring, "Seeds"): `noise_seed()` when None,
+        else `stateless_seed(seed)`."""
+        if seed is None:
+            return self.noise_seed()
+        return stateless_seed(seed)
+
+    @property
+    def hparams(self):
+        """Deprecated alias of `config` (the resolved hyperparameters)."""
+        return self.config
+
     @property
     def num_dims(self) -> int:
         """D = H * W * C, the dimensions that bits/dim divides by."""
@@ -186,14 +380,61 @@ class GenerativeModel(tf.keras.Model):
         """Returns {name: scalar batch mean} for every name in `loss_names`."""
         raise NotImplementedError
 
-    def log_prob(self, x, num_samples=1):
-        """Per-image log-likelihood (bound) in nats."""
+    # ---------------------------------------------------------------- the bound
+
+    def importance_context(self, x):
+        """Per-batch work shared by all chunks of `log_prob` (x: checked float32 pixels).
+
+        Whatever it returns (a tensor or a nested structure of tensors) is passed to
+        `log_weights`. The default is x itself."""
+        return x
+
+    def log_weights(self, context, seed, chunk):
+        """[chunk.size, N] log p(x, z_k) - log q(z_k | x) in nats for the chunk's samples.
+
+        Args:
+          context: `importance_context(x)` of the batch x.
+          seed: the call's int32[2] seed, the same for every chunk.
+          chunk: an `ImportanceChunk` (index and start may be int32 scalar tensors).
+        """
         raise NotImplementedError
+
+    def log_prob(self, x, num_samples=1, seed=None, samples_per_chunk=None):
+        """Per-image lower bound on log p(x) in nats: the ELBO (K = 1) or the
+        importance-weighted bound (K > 1), computed in chunks (module docstring):
+
+            log p(x) >= logsumexp_k(log p(x, z_k) - log q(z_k | x)) - log K,  z_k ~ q(z | x)
+
+        Args:
+          x: uint8 images [N, H, W, C].
+          num_samples: K, an integer >= 1.
+          seed: an int, a pair of ints or None (fresh noise); see "Seeds".
+          samples_per_chunk: samples per image evaluated at once (default: about
+            `IWAE_CHUNK_ROWS` image-sample rows per chunk). It sets which noise each sample
+            gets for the ResNet VAE, not for Flow++.
+
+        Returns:
+          float32 [N].
+
+        Raises:
+          ValueError: bad images, num_samples or samples_per_chunk not an integer >= 1.
+
+        Example:
+
+            model.log_prob(images, num_samples=1000, seed=0)
+        """
+        num_samples = check_num_samples(num_samples)
+        x = self.check_images(x)
+        chunks = importance_chunks(num_samples, x.shape[0], samples_per_chunk)
+        context = self.importance_context(x)
+        seed = self.stateless_seed(seed)
+        bounds = [tf.reduce_logsumexp(self.log_weights(context, seed, chunk), axis=0) for chunk in chunks]
+        return importance_bound(bounds, num_samples)
 
     def bits_per_dim(self, x, num_samples=1, **kwargs):
         """Per-image negative log-likelihood (bound) in bits per dimension.
 
-        Extra arguments (e.g. `seed`) go to `log_prob`.
+        Extra arguments (`seed`, `samples_per_chunk`) go to `log_prob`.
         """
         return self.nats_to_bits_per_dim(-self.log_prob(x, num_samples=num_samples, **kwargs))
 
@@ -209,12 +450,47 @@ class GenerativeModel(tf.keras.Model):
         """float32 pixels 0..255 of a batch, after checking shape and values."""
         return check_images(x, self.image_shape)
 
+    # ---------------------------------------------------------------- training
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, weighted_metrics=None,
+                run_eagerly=None, steps_per_execution=None, jit_compile=None, **kwargs):
+        """`tf.keras.Model.compile`, where jit_compile=None (not given) means the model's
+        `default_jit_compile`: XLA by default for a model class that sets it, except with
+        `run_eagerly=True` or several replicas. An explicit `jit_compile` (True or False) wins.
+
+        The saved compile config keeps the argument as given (None stays None), so a loaded
+        model gets the default of the code that loads it.
+        """
+        requested = jit_compile
+        if jit_compile is None:
+            jit_compile = bool(
+                self.default_jit_compile and not run_eagerly and not tf.config.functions_run_eagerly()
+                and self.distribute_strategy.num_replicas_in_sync == 1
+            )
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=loss_weights,
+                        weighted_metrics=weighted_metrics, run_eagerly=run_eagerly,
+                        steps_per_execution=steps_per_execution, jit_compile=jit_compile, **kwargs)
+        compile_config = getattr(self, "_compile_config", None)
+        if compile_config is not None:
+            compile_config.config["jit_compile"] = requested
+
+    def compile_from_config(self, config):
+        """Compiles from a saved compile config, as `tf.keras.Model.compile_from_config` does
+        (which skips any model whose `compile` is overridden, as here)."""
+        self.compile(**tf.keras.saving.deserialize_keras_object(config))
+        if isinstance(getattr(self, "optimizer", None), tf.keras.optimizers.Optimizer) and self.built:
+            self.optimizer.build(self.trainable_variables)  # its slots, for the saved optimizer state
+
     def _update_loss_trackers(self, losses):
         for tracker in self._loss_trackers:
             tracker.update_state(losses[tracker.name])
         return {t.name: t.result() for t in self._loss_trackers}
 
     def train_step(self, data):
+        # noise_seed numbers its call sites from 1 in every trace, so replica r of a
+        # one-process MirroredStrategy and worker r of a MultiWorkerMirroredStrategy draw the
+        # same noise (each replica is traced separately; the second seed half separates them).
+        self._replica_draws = 0
         x = self.check_images(images_from(data))
         with tf.GradientTape() as tape:
             losses = self.compute_losses(x, training=True)

@@ -5,6 +5,11 @@ search overrides `run_trial` (keras-tuner's documented route for any training co
 trial trains with `keras_bdgm.experiment.train` and returns its validation bits/dim and
 memory. The objective is `val_bits_per_dim` (minimized).
 
+A trial's run evaluates on the search's validation split (its `eval_split`), and `train`
+reports the score of a run's eval split as "test_bits_per_dim"; `validation_report` renames
+that score to `val_bits_per_dim` in the trial's report (and report.json), so nothing in a
+trial says "test" about validation data.
+
 Example:
 
     tuner = WidthSearch(TrainConfig(model="flowpp", epochs=1, model_dir="runs/search"),
@@ -23,6 +28,24 @@ import tensorflow as tf
 from keras_bdgm import experiment, run_dir
 
 OBJECTIVE = "val_bits_per_dim"
+_EVAL_SCORE = "test_bits_per_dim"  # what `train`'s report calls the score of its eval split
+
+
+def validation_report(report, validation_split):
+    """A trial's `train` report with its eval-split score under `OBJECTIVE`.
+
+    Raises:
+      ValueError: the run was not evaluated on `validation_split`.
+    """
+    report = dict(report)
+    if _EVAL_SCORE in report:
+        if report.get("eval_split", validation_split) != validation_split:
+            raise ValueError(
+                f"The trial was evaluated on {report['eval_split']!r}, not on the validation split "
+                f"{validation_split!r}; its score is no validation score."
+            )
+        report[OBJECTIVE] = report.pop(_EVAL_SCORE)
+    return report
 
 
 class TimeBudget(tf.keras.callbacks.Callback):
@@ -92,13 +115,13 @@ class WidthSearch(kt.GridSearch):
         )
         budget = [TimeBudget(self.seconds_per_trial)] if self.seconds_per_trial else []
         start = time.perf_counter()
-        report = experiment.train(config, callbacks=budget)
+        report = validation_report(experiment.train(config, callbacks=budget), self.validation_split)
         report["train_steps"] = budget[0].steps if budget else config.epochs * config.steps_per_epoch
         report["trial_minutes"] = (time.perf_counter() - start) / 60
         # In the trial's report.json too, so a later run of the search still shows them.
         run_dir.write_json(os.path.join(config.model_dir, run_dir.REPORT_FILE), report)
         self.reports[trial.trial_id] = report
-        return {OBJECTIVE: report["test_bits_per_dim"]}
+        return {OBJECTIVE: report[OBJECTIVE]}
 
     def _stored_report(self, trial_id):
         """The report.json of a trial finished by an earlier run of this search, or None."""

@@ -4,6 +4,9 @@ Oracles: round trips with the TFP cache broken (tf.identity), a float64 autodiff
 (log|det| by numpy's slogdet), and direct numpy formulas for the mixture.
 """
 
+import dataclasses
+import json
+
 import keras_bdgm
 import numpy as np
 import pytest
@@ -12,6 +15,9 @@ import tensorflow_probability as tfp
 
 from keras_bdgm import bijectors as kb
 from keras_bdgm.bijectors import mixture_logistic as mixlog
+from keras_bdgm.blocks import GatedResidualBlock
+from keras_bdgm.models import FlowPlusPlus
+from keras_bdgm.models.flowpp import MainFlow
 
 tfb = tfp.bijectors
 
@@ -40,25 +46,26 @@ def _randomize(layer, scale=0.3):
 
 def _normalize(dtype):
     b = kb.Normalize(event_shape=(2, 2, 2))
-    _randomize(b.params)
+    _randomize(b.layer)
     return b, _normal((3, 2, 2, 2), dtype)
 
 
 def _normalize_initialized(dtype):
     b = kb.Normalize(event_shape=(2, 2, 2))
     x = _normal((5, 2, 2, 2), dtype, 3.0) + 2.0
-    keras_bdgm.initialize(b.params, x)
+    keras_bdgm.initialize(b.layer, x)
     return b, x
 
 
 def _inv_conv(dtype):
     b = kb.InvertibleConv1x1(channels=4, groups=2)
-    _randomize(b.params)
+    _randomize(b.layer)
     return b, _normal((3, 2, 2, 4), dtype)
 
 
 def _coupling(dtype, context=False):
-    net = kb.CouplingNetwork(2, width=4, num_blocks=1, num_components=3, context=context)
+    net = kb.MixLogisticCouplingLayer(2, kb.CouplingConfig(width=4, num_blocks=1, num_components=3),
+                                      context=context)
     x = _normal((3, 2, 2, 4), dtype)
     ctx = _normal((3, 2, 2, 3), dtype) if context else None
     net(x[..., :2], context=ctx)
@@ -149,14 +156,14 @@ def test_log_det_matches_float64_jacobian(name, floatx):
 def test_normalize_data_dependent_init_standardizes():
     b = kb.Normalize(event_shape=(2, 3, 1))
     x = tf.random.normal((64, 2, 3, 1)) * tf.constant([[[1.0], [5.0], [0.1]]]) + 3.0
-    keras_bdgm.initialize(b.params, x)
+    keras_bdgm.initialize(b.layer, x)
     y = b.forward(x).numpy()
     np.testing.assert_allclose(y.mean(0), 0.0, atol=1e-4)
     np.testing.assert_allclose(y.std(0), 1.0, atol=1e-3)
 
 
 def test_invertible_conv_starts_near_identity():
-    kernel = kb.InvertibleConv1x1(channels=6, groups=2).params.kernel.numpy()
+    kernel = kb.InvertibleConv1x1(channels=6, groups=2).layer.kernel.numpy()
     assert kernel.shape == (2, 3, 3)
     np.testing.assert_allclose(kernel, np.broadcast_to(np.eye(3), (2, 3, 3)), atol=0.006)
     assert np.abs(kernel - np.eye(3)).max() > 0  # the noise is there
@@ -171,8 +178,8 @@ def test_stripe_split_and_squeeze_layouts():
                                   tf.nn.space_to_depth(x, 2).numpy())
 
 
-def test_coupling_network_shapes_and_channel_check():
-    net = kb.CouplingNetwork(3, width=8, num_blocks=2, num_components=5)
+def test_coupling_layer_shapes_and_channel_check():
+    net = kb.MixLogisticCouplingLayer(3, width=8, num_blocks=2, num_components=5)
     out = net(tf.zeros((2, 4, 4, 3)))
     assert out.shape == (2, 4, 4, 3 * (2 + 3 * 5))
     with pytest.raises(ValueError, match="6 channels"):
@@ -256,7 +263,7 @@ def test_inverse_cdf_reports_non_convergence():
     _, converged = mixlog.inverse_logit_cdf(y, logits, means, log_scales, max_iterations=2)
     assert not converged.numpy().all()
     coupling, x = _coupling(tf.float32)
-    coupling = kb.MixLogisticCoupling(coupling.network, max_iterations=1)
+    coupling = kb.MixLogisticCoupling(coupling.layer, max_iterations=1)
     with pytest.raises(tf.errors.InvalidArgumentError, match="did not converge"):
         coupling.inverse(tf.identity(coupling.forward(x)))
 
@@ -269,3 +276,240 @@ def test_bijectors_expose_their_networks_variables():
     assert ids == {id(v) for v in steps.trainable_variables}
     # Hand count: per step Normalize 2, conv 1, network conv_in 3 + block (3 + 3) + norm 2 + conv_out 3.
     assert len(ids) == 2 * (2 + 1 + 3 + 6 + 2 + 3)
+
+
+# ---- CouplingConfig: one object from the preset to every coupling network ---------------
+
+
+def test_coupling_config_round_trips_and_validates():
+    config = kb.CouplingConfig(width=8, num_blocks=3, num_components=5, precision="W1A1", dropout=0.1,
+                               attention_heads=2, gate_kernel_size=3, fuse_negation=False,
+                               init_scheme="reference")
+    assert config.precision == "w1a1"  # stored by its canonical name
+    assert kb.CouplingConfig.from_config(config.get_config()) == config
+    assert kb.CouplingConfig.from_config(json.loads(json.dumps(config.get_config()))) == config
+    assert list(config.get_config()) == list(kb.CouplingConfig.field_names())
+    assert kb.CouplingConfig.resolve(config) is config  # no fields: the same object travels on
+    assert kb.CouplingConfig.resolve(config.get_config()) == config
+    assert kb.CouplingConfig.resolve(None) == kb.CouplingConfig()
+    assert kb.CouplingConfig.resolve(config, {"width": 16}) == config.replace(width=16) != config
+    assert config.block_kwargs() == dict(precision="w1a1", dropout=0.1, fuse_negation=False,
+                                         gate_kernel_size=3, init_scheme="reference")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.width = 4
+    for bad in (dict(width=0), dict(num_blocks=-1), dict(dropout=1.0), dict(gate_kernel_size=0),
+                dict(attention_heads=-1), dict(num_components=0)):
+        with pytest.raises(ValueError, match="CouplingConfig"):
+            kb.CouplingConfig(**bad)
+    with pytest.raises(ValueError, match="w32a32, w1a32, w1a1"):
+        kb.CouplingConfig(precision="w8a8")
+    with pytest.raises(ValueError, match="Unknown init scheme"):
+        kb.CouplingConfig(init_scheme="paper")
+    with pytest.raises(ValueError, match="no field"):
+        kb.CouplingConfig.from_config({"widht": 8})
+    with pytest.raises(TypeError, match="CouplingConfig"):
+        kb.CouplingSteps((2, 2, 4), 1, 32)  # the old positional width
+
+
+def _built_twin(layer, run):
+    """`layer` rebuilt from its get_config, both run once, the twin given layer's weights."""
+    twin = type(layer).from_config(layer.get_config())
+    expected = run(layer)
+    run(twin)
+    assert [w.name for w in twin.weights] == [w.name for w in layer.weights]
+    twin.set_weights(layer.get_weights())
+    return twin, expected
+
+
+def _tiny_config(**changes):
+    return kb.CouplingConfig(width=4, num_blocks=1, num_components=3, **changes)
+
+
+@pytest.mark.parametrize("precision", ["w32a32", "w1a1"])
+def test_layers_rebuild_from_config_with_same_weights_and_outputs(precision):
+    config = _tiny_config(precision=precision, attention_heads=2, init_scheme="reference")
+    x = _normal((3, 2, 4, 4), tf.float32)
+    ctx = _normal((3, 2, 4, 3), tf.float32)
+    pixels = tf.constant(np.random.randint(0, 256, (3, 2, 8, 1)), tf.float32)
+    eps = _normal((3, 2, 8, 1), tf.float32)
+
+    def run_steps(steps):
+        return kb.forward_and_log_det(steps.bijectors(context=ctx if steps.context else None), x)
+
+    cases = {
+        "coupling": (kb.MixLogisticCouplingLayer(2, config, context=True, name="c"),
+                     lambda layer: (layer(x[..., :2], context=ctx),)),
+        "steps": (kb.CouplingSteps((2, 4, 4), 2, config, name="s"), run_steps),
+        "context_steps": (kb.CouplingSteps((2, 4, 4), 1, config, context=True, name="cs"), run_steps),
+        "context_network": (kb.ContextNetwork((2, 8, 1), kb.context_network_config(config, 4, 2), name="n"),
+                            lambda layer: (layer(pixels),)),
+        "dequantizer": (kb.Dequantizer((2, 8, 1), 2, config, context_width=4, context_blocks=1, name="d"),
+                        lambda layer: layer.sample(pixels, eps)),
+    }
+    for name, (layer, run) in cases.items():
+        twin, expected = _built_twin(layer, run)
+        assert twin.get_config() == layer.get_config(), name
+        assert twin.config == layer.config, name
+        for got, want in zip(run(twin), expected):
+            np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=name)
+
+
+def test_layers_read_configs_saved_before_coupling_config():
+    """Layer configs of the old, flat format (hyperparameters beside the layer's own)."""
+    flat = dict(width=4, num_blocks=1, num_components=3, precision="w1a1", dropout=0.0,
+                attention_heads=0, init_scheme="reference")
+    config = kb.CouplingConfig(**flat)
+    net = kb.MixLogisticCouplingLayer.from_config({"name": "coupling_0", "channels": 2, "context": True, **flat})
+    assert net.config == config and net.context and net.channels == 2 and net.name == "coupling_0"
+    steps = kb.CouplingSteps.from_config({"pair_shape": [2, 2, 4], "num_steps": 1, "context": False, **flat})
+    assert steps.config == config and steps.networks[0].config is steps.config
+    ctx = kb.ContextNetwork.from_config({"image_shape": [2, 4, 1], "width": 4, "num_blocks": 2,
+                                         "precision": "w1a1", "dropout": 0.0, "init_scheme": "reference"})
+    # (num_components, which the context network does not use, keeps its default there)
+    assert ctx.config == kb.context_network_config(config, 4, 2).replace(num_components=4)
+    assert ctx.config.gate_kernel_size == 3
+    deq = kb.Dequantizer.from_config({"image_shape": [2, 4, 1], "num_steps": 1, "context_width": 4,
+                                      "context_blocks": 2, **flat})
+    assert deq.config == config and deq.context_network.config == kb.context_network_config(config, 4, 2)
+    main = MainFlow.from_config({"image_shape": [4, 4, 1], "couplings": [1, 1, 1], **flat})
+    assert main.config == config
+
+
+def test_old_layer_names_still_import_and_deserialize():
+    for old, new in (("NormalizeParams", kb.NormalizeLayer), ("InvConvParams", kb.InvertibleConv1x1Layer),
+                     ("CouplingNetwork", kb.MixLogisticCouplingLayer)):
+        with pytest.warns(DeprecationWarning, match=new.__name__):
+            legacy = getattr(kb, old)
+        assert issubclass(legacy, new) and legacy is not new
+        assert tf.keras.utils.get_registered_object(f"keras_bdgm>{old}") is legacy
+        assert tf.keras.utils.get_registered_name(legacy) == f"keras_bdgm>{old}"
+        assert tf.keras.utils.get_registered_name(new) == f"keras_bdgm>{new.__name__}"
+    layer = tf.keras.layers.deserialize({
+        "class_name": "keras_bdgm>NormalizeParams", "module": "keras_bdgm.bijectors.normalize",
+        "registered_name": "keras_bdgm>NormalizeParams", "config": {"event_shape": [2, 2, 1], "name": "n"},
+    })
+    assert isinstance(layer, kb.NormalizeLayer) and layer.event_shape == (2, 2, 1)
+
+
+def _rename_groups(h5_group, renames):
+    """Renames, at every depth, the h5 groups named like a key of `renames` (+ _i suffix)."""
+    for name in list(h5_group):
+        child = h5_group[name]
+        if not hasattr(child, "keys"):
+            continue
+        _rename_groups(child, renames)
+        base, _, suffix = name.rpartition("_")
+        for new, old in renames.items():
+            if name == new or (base == new and suffix.isdigit()):
+                h5_group.move(name, old + name[len(new):])
+
+
+def test_keras_file_of_the_old_layout_still_loads(tmp_path):
+    """A .keras file written before the renames (layers filed under their old class names)."""
+    import zipfile
+
+    import h5py
+
+    x = np.random.default_rng(2).integers(0, 256, (3, 4, 8, 1), dtype=np.uint8)
+    model = FlowPlusPlus((4, 8, 1), precision="w1a1", preset="small", **FLOWPP_TINY)
+    keras_bdgm.initialize(model, x)
+    for v in model.trainable_variables:
+        v.assign_add(0.01 * tf.random.normal(v.shape))
+    path = str(tmp_path / "new.keras")
+    model.save(path)
+    old_path = str(tmp_path / "old.keras")
+    with zipfile.ZipFile(path) as new, zipfile.ZipFile(old_path, "w") as old:
+        for item in new.namelist():
+            data = new.read(item)
+            if item.endswith(".h5"):
+                local = tmp_path / "weights.h5"
+                local.write_bytes(data)
+                with h5py.File(local, "r+") as f:
+                    _rename_groups(f, {"normalize_layer": "normalize_params", "invertible_conv1x1_layer":
+                                       "inv_conv_params", "mix_logistic_coupling_layer": "coupling_network"})
+                    assert "coupling_network_1" in f["main/stages/coupling_steps_1/networks"]
+                data = local.read_bytes()
+            old.writestr(item, data)
+    expected = model.log_prob(x, seed=3).numpy()
+    for file in (path, old_path):
+        loaded = tf.keras.models.load_model(file)
+        np.testing.assert_array_equal(loaded.log_prob(x, seed=3).numpy(), expected)
+    assert "networks" in dir(loaded.main.stages[1])  # hidden from one walk only
+
+
+def test_bijectors_hold_their_variable_layer_as_layer():
+    steps = kb.CouplingSteps((2, 2, 4), num_steps=1, config=_tiny_config())
+    normalize, conv, coupling, _ = steps.bijectors()
+    assert isinstance(normalize, kb.Normalize) and normalize.layer is steps.norms[0]
+    assert isinstance(conv, kb.InvertibleConv1x1) and conv.layer is steps.convs[0]
+    assert isinstance(coupling, kb.MixLogisticCoupling) and coupling.layer is steps.networks[0]
+    assert isinstance(kb.Normalize((2, 2, 1)).layer, kb.NormalizeLayer)
+    assert isinstance(kb.InvertibleConv1x1(4, groups=2).layer, kb.InvertibleConv1x1Layer)
+
+
+def _coupling_layers(model):
+    return [m for m in model.submodules if isinstance(m, kb.MixLogisticCouplingLayer)]
+
+
+def _gated_blocks(model):
+    return [m for m in model.submodules if isinstance(m, GatedResidualBlock)]
+
+
+FLOWPP_TINY = dict(couplings=(1, 2, 1), width=8, num_blocks=2, num_components=3, dequant_couplings=2,
+                   dequant_width=4, dequant_blocks=1, context_width=6, context_blocks=2)
+
+
+@pytest.mark.parametrize("preset,dropout", [("small", 0.0), ("paper", 0.2)])
+def test_every_coupling_network_receives_the_presets_config(preset, dropout):
+    model = FlowPlusPlus((4, 8, 1), precision="w32a32", preset=preset, **FLOWPP_TINY)
+    main, deq = model.main.config, model.dequantizer.config
+    cfg = model.config
+    assert main == kb.CouplingConfig(
+        width=8, num_blocks=2, num_components=3, precision="w32a32", dropout=dropout,
+        attention_heads=cfg["attention_heads"], init_scheme=cfg["init_scheme"],
+    )
+    assert deq == main.replace(width=4, num_blocks=1)
+    nets = _coupling_layers(model)
+    assert len(nets) == 4 + 2
+    assert all(n.config is main for stage in model.main.stages for n in stage.networks)
+    assert all(n.config is deq for n in model.dequantizer.steps.networks)
+    assert all(stage.config is main for stage in model.main.stages) and model.dequantizer.steps.config is deq
+    context = model.dequantizer.context_network
+    assert context.config == kb.context_network_config(deq, 6, 2)
+    # ... and every gated block (coupling and context networks) gets the config's settings.
+    blocks = _gated_blocks(model)
+    assert len(blocks) == 4 * 2 + 2 * 1 + 2
+    for block in blocks:
+        assert (block.precision, block.dropout, block.init_scheme, block.fuse_negation) == (
+            "w32a32", dropout, cfg["init_scheme"], True)
+        assert block.gate_kernel_size == (3 if block in context.blocks else 1)
+    # Dropout draws masks at w32a32 exactly where the preset asks for it (paper: 0.2).
+    assert all((block._dropout_rng is not None) == (dropout > 0) for block in blocks)
+
+
+def test_unfused_negation_through_the_config_gives_the_same_numbers():
+    x = np.random.default_rng(0).integers(0, 256, (4, 4, 8, 1), dtype=np.uint8)
+    fused = FlowPlusPlus((4, 8, 1), precision="w1a1", preset="small", **FLOWPP_TINY)
+    unfused = FlowPlusPlus((4, 8, 1), precision="w1a1", preset="small", fuse_negation=False, **FLOWPP_TINY)
+    assert all(b._fused for b in _gated_blocks(fused))
+    assert not any(b._fused or b.fuse_negation for b in _gated_blocks(unfused))
+    assert [w.name for w in unfused.weights] == [w.name for w in fused.weights]
+    keras_bdgm.initialize(fused, x)
+    unfused.set_weights(fused.get_weights())
+    # The same function; float rounding differs (x @ (K1 - K2) vs [x, -x] @ [K1; K2]), and
+    # through the later sign activations an element near 0 can flip: close, not bitwise.
+    np.testing.assert_allclose(unfused.log_prob(x, seed=1).numpy(), fused.log_prob(x, seed=1).numpy(),
+                               rtol=1e-3)
+
+
+@pytest.mark.parametrize("precision", ["w32a32", "w1a32", "w1a1"])
+def test_flowpp_rebuilt_from_get_config_has_the_same_weight_names_and_outputs(precision):
+    x = np.random.default_rng(1).integers(0, 256, (4, 4, 8, 1), dtype=np.uint8)
+    model = FlowPlusPlus((4, 8, 1), precision=precision, preset="paper", attention_heads=2, **FLOWPP_TINY)
+    keras_bdgm.initialize(model, x)
+    twin = FlowPlusPlus.from_config(model.get_config())
+    assert [w.name for w in twin.weights] == [w.name for w in model.weights]
+    assert twin.main.get_config() == model.main.get_config()
+    assert twin.dequantizer.get_config() == model.dequantizer.get_config()
+    twin.set_weights(model.get_weights())
+    np.testing.assert_array_equal(twin.log_prob(x, seed=2).numpy(), model.log_prob(x, seed=2).numpy())

@@ -152,6 +152,21 @@ def test_bad_block_arguments():
         blocks.GatedResidualBlock(4, context=True)(np.zeros((1, 3, 3, 4), "float32"))
 
 
+def test_both_blocks_default_to_no_dropout():
+    plain, gated = blocks.ResidualBlock(4), blocks.GatedResidualBlock(4)
+    assert plain.dropout == gated.dropout == 0.0
+    assert plain.get_config()["dropout"] == gated.get_config()["dropout"] == 0.0
+    assert plain._dropout_rng is None and gated._dropout_rng is None  # no masks drawn at all
+    x = np.random.default_rng(8).normal(size=(2, 5, 5, 4)).astype("float32")
+    for block in (plain, gated):
+        block(x)
+        _randomize(block, np.random.default_rng(9))
+        np.testing.assert_array_equal(block(x, training=True).numpy(), block(x, training=False).numpy())
+    # A rate given explicitly is kept (and round-trips through the config).
+    explicit = blocks.GatedResidualBlock(4, dropout=0.2)
+    assert blocks.GatedResidualBlock.from_config(explicit.get_config()).dropout == 0.2
+
+
 def test_dropout_zeroes_at_its_rate_and_rescales():
     block = blocks.ResidualBlock(4, precision="w32a32", dropout=0.25)
     h = tf.ones((64, 8, 8, 4))

@@ -1,14 +1,20 @@
-"""Tests of keras_bdgm.data: tfds Fashion-MNIST from Debian's files, image folders, errors.
+"""Tests of keras_bdgm.data: tfds Fashion-MNIST from Debian's files, image folders, splits,
+sources resolved once, errors.
 
 The oracle for Fashion-MNIST is a direct numpy parse of the idx `.gz` files; for folders,
-the arrays the test writes as PNGs.
+the arrays the test writes as PNGs; for splits, Python's slicing of a range and
+tensorflow-datasets' own split arithmetic. A machine without internet is simulated through
+the public seams: `data.SOURCES` (the registry of sources) and `TfdsSource(reachable=...)`.
 """
 
 import collections
+import functools
 import gzip
+import itertools
 import os
 import struct
 import time
+import types
 
 import numpy as np
 import pytest
@@ -16,7 +22,8 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_bdgm import data
-from keras_bdgm.datasets import fashion_mnist, folder
+from keras_bdgm.datasets import fashion_mnist, folder, splits
+from keras_bdgm.datasets import tfds as tfds_source
 
 DEBIAN = fashion_mnist.DEBIAN_DIR
 
@@ -54,6 +61,12 @@ def fmnist_dir(tmp_path_factory, oracle):
 
 def _as_numpy(ds):
     return np.concatenate([batch.numpy() for batch in ds])
+
+
+def _offline(monkeypatch, reachable, names=data.KNOWN_DATASETS):
+    """Registers tfds sources whose download hosts answer `reachable(host)` (a stub)."""
+    for name in names:
+        monkeypatch.setitem(data.SOURCES, name, functools.partial(tfds_source.TfdsSource, reachable=reachable))
 
 
 # ----------------------------------------------------------------------------- Fashion-MNIST
@@ -122,7 +135,7 @@ def test_load_fashion_mnist_train_is_shuffled(fmnist_dir):
 def test_prepared_fashion_mnist_needs_no_source_files(fmnist_dir, monkeypatch, tmp_path):
     stored = _stored(fmnist_dir, "test[:64]")[0]
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path))  # empty
-    monkeypatch.setattr(data, "_reachable", lambda *a, **k: pytest.fail("no network needed"))
+    _offline(monkeypatch, lambda host: pytest.fail("no network needed"))
     ds = data.load("fashion_mnist", "test[:64]", 64, data_dir=fmnist_dir)
     np.testing.assert_array_equal(_as_numpy(ds), stored)
 
@@ -160,7 +173,7 @@ def test_missing_fashion_mnist_says_how_to_get_it(monkeypatch, tmp_path):
 
     # With downloads allowed but no internet: fails at once, and says so.
     hosts = []
-    monkeypatch.setattr(data, "_reachable", lambda host, **k: hosts.append(host) or False)
+    _offline(monkeypatch, lambda host: hosts.append(host) or False)
     with pytest.raises(FileNotFoundError, match="cannot be reached") as info:
         data.load("fashion_mnist", "train", 8, data_dir=data_dir)
     assert hosts and "apt-get install dataset-fashion-mnist" in str(info.value)
@@ -173,7 +186,7 @@ def test_missing_fashion_mnist_says_how_to_get_it(monkeypatch, tmp_path):
 
 def test_missing_downloads_and_manual_files(monkeypatch, tmp_path):
     data_dir = str(tmp_path / "tfds")
-    monkeypatch.setattr(data, "_reachable", lambda *a, **k: False)
+    _offline(monkeypatch, lambda host: False)
     with pytest.raises(FileNotFoundError, match="internet") as info:
         data.load("cifar10", "train", 8, data_dir=data_dir)
     assert data_dir in str(info.value)
@@ -191,8 +204,8 @@ def test_missing_downloads_and_manual_files(monkeypatch, tmp_path):
     assert "valid_32x32.tar" in str(info.value) and "train_32x32.tar," not in str(info.value)
     assert str(manual) in str(info.value)
     # Downsampled ImageNet's held-out split is "validation"; "test" reads it.
-    assert data._alias_split("downsampled_imagenet/64x64", "test[:10%]") == "validation[:10%]"
-    assert data._alias_split("cifar10", "test[:10%]") == "test[:10%]"
+    assert data.resolve("downsampled_imagenet/64x64").tfds_split("test[:10%]") == "validation[:10%]"
+    assert data.resolve("cifar10").tfds_split("test[:10%]") == "test[:10%]"
 
 
 def test_unknown_names_list_the_known_ones():
@@ -335,7 +348,7 @@ def test_bad_folders(tmp_path):
     with pytest.raises(ValueError, match="folder:/path"):
         data.load("folder:", "train", 4)
     with pytest.raises(ValueError, match="parse"):
-        folder.parse_split("train[a:b]")
+        splits.parse("train[a:b]")
 
 
 def test_damaged_images_are_found_by_the_scan_and_each_named(tmp_path):
@@ -355,3 +368,232 @@ def test_damaged_images_are_found_by_the_scan_and_each_named(tmp_path):
     (tmp_path / "3.png").unlink()
     assert data.image_shape(f"folder:{tmp_path}") == (8, 8, 1)
     assert _as_numpy(data.load(f"folder:{tmp_path}", "train", 8, shuffle=False)).shape == (3, 8, 8, 1)
+
+
+# ----------------------------------------------------------------------------- splits
+
+SIZES = (0, 1, 3, 7, 10, 99, 100, 101, 1000, 60000)
+
+
+def _tfds_oracle(spec, size):
+    """Indices tensorflow-datasets reads for `spec` out of `size` examples, or its ValueError."""
+    import tensorflow_datasets as tfds
+
+    (instruction,) = tfds.core.ReadInstruction.from_spec(spec).to_absolute(
+        {"train": types.SimpleNamespace(num_examples=size)}
+    )
+    start = 0 if instruction.from_ is None else instruction.from_
+    end = size if instruction.to is None else instruction.to
+    return list(range(size))[start:end]
+
+
+def _ours(spec, size):
+    return splits.parse(spec).select(list(range(size)))
+
+
+def _outcome(function, *args):
+    try:
+        return function(*args)
+    except ValueError:
+        return ValueError
+
+
+def _specs(size):
+    counts = sorted({0, 1, 2, size // 3, size - 1, size, size + 1, -1, -2, -(size // 2), -size, -size - 1})
+    percents = (0, 1, 10, 12.5, 15, 25, 33.3, 35, 50, 66.7, 90, 99.5, 100, -10, -25, -33.3, -100)
+    for unit, values in (("", counts), ("%", percents)):
+        bounds = [None] + [f"{v:g}{unit}" for v in values]
+        for start, end in itertools.product(bounds, bounds):
+            if start is not None or end is not None:
+                yield f"train[{start or ''}:{end or ''}]"
+
+
+def test_split_slices_match_tfds_and_python_slicing():
+    checked = 0
+    for size in SIZES:
+        for spec in _specs(size):
+            ours, theirs = _outcome(_ours, spec, size), _outcome(_tfds_oracle, spec, size)
+            assert ours == theirs, (spec, size)
+            parsed = splits.parse(spec)
+            if ours is not ValueError and not parsed.percent:  # counts: Python's own slicing
+                assert ours == list(range(size))[parsed.start : parsed.end], (spec, size)
+            if ours is not ValueError:
+                assert parsed.count(size) == len(ours)
+                assert _tfds_oracle(str(parsed), size) == ours  # the canonical spelling reads the same
+            checked += 1
+    assert checked > 2000
+
+
+def test_split_percents_round_like_tfds():
+    # round(p * n / 100), halves to even: 2.5 -> 2, 3.5 -> 4, 1.5 -> 2, -2.5 -> -2.
+    assert splits.parse("train[:25%]").bounds(10) == (0, 2)
+    assert splits.parse("train[:35%]").bounds(10) == (0, 4)
+    assert splits.parse("train[:15%]").bounds(10) == (0, 2)
+    assert splits.parse("train[-25%:]").bounds(10) == (8, 10)
+    assert splits.parse("train[90%:]").bounds(60000) == (54000, 60000)
+    assert splits.parse("train[:33.3%]").count(1000) == 333
+    for spec in ("train[:25%]", "train[:35%]", "train[:15%]", "train[-25%:]"):
+        assert _ours(spec, 10) == _tfds_oracle(spec, 10)
+
+
+def test_split_parsing_and_spelling():
+    assert splits.parse("train") == splits.Split("train")
+    assert splits.parse(" test [ -100 : ] ") == splits.Split("test", -100, None, False)
+    assert splits.parse("train[:90%]") == splits.Split("train", None, 90.0, True)
+    assert splits.parse("train[:]") == splits.Split("train")  # tfds refuses it; the whole split
+    for spec in ("train", "train[:90%]", "train[90%:]", "train[:1000]", "test[-100:]", "train[10%:33.3%]"):
+        assert str(splits.parse(spec)) == spec
+        assert splits.parse(str(splits.parse(spec))) == splits.parse(spec)
+    assert str(splits.parse("test[:10%]").renamed("validation")) == "validation[:10%]"
+    assert splits.is_training("train[90%:]") and not splits.is_training("test")
+    assert splits.complement("train[90%:]") == "train[:90%]"
+    assert splits.complement("train[:1000]") == "train[1000:]"
+    assert splits.complement("train") is None and splits.complement("train[10%:90%]") is None
+    assert data.is_training_split("train[:90%]") and not data.is_training_split("test[:10%]")
+
+
+def test_bad_splits_raise_clear_value_errors():
+    rejected_by_tfds_too = {
+        "train[a:b]": "parse slice bound 'a'",
+        "train[5]": "one slice",
+        "train[::2]": "one slice",
+        "train[:150%]": "outside -100%..100%",
+        "train[:1.5]": "whole number",
+        "": "Cannot parse split",
+        "train[:90%": "Cannot parse split",
+    }
+    for spec, message in rejected_by_tfds_too.items():
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+            splits.parse(spec)
+        assert _outcome(_tfds_oracle, spec, 100) is ValueError, spec
+    with pytest.raises(ValueError, match="mixes a count and a percent"):
+        splits.parse("train[10:50%]")  # tfds would read 10% to 50%
+    with pytest.raises(ValueError, match="is a string"):
+        splits.parse(3)
+    with pytest.raises(ValueError, match=r"reaches example 11, but split 'train' of here holds only 10"):
+        splits.parse("train[:11]").bounds(10, of="here")
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+class _ArraySource(data.Source):
+    """A `Source` over in-memory arrays: {split name: uint8 [N, H, W, C]}."""
+
+    def __init__(self, name, arrays):
+        self.name, self.arrays = name, arrays
+
+    def image_shape(self, split="train"):
+        return self.arrays[splits.parse(split).name].shape[1:]
+
+    def num_examples(self, split):
+        parsed = splits.parse(split)
+        return parsed.count(len(self.arrays[parsed.name]))
+
+    def has_split(self, name):
+        return name in self.arrays
+
+    def read(self, split, *, shuffle=False, seed=None, limit=None):
+        parsed = splits.parse(split)
+        images = parsed.select(self.arrays[parsed.name])[:limit]
+        return tf.data.Dataset.from_tensor_slices(images)
+
+
+def test_registry_dispatches_names_and_prefixes(monkeypatch):
+    arrays = {"train": np.arange(10 * 4, dtype=np.uint8).reshape(10, 2, 2, 1)}
+    made = []
+
+    def factory(name, data_dir=None, manual_dir=None, download=True):
+        made.append((name, data_dir, manual_dir, download))
+        return _ArraySource(name, arrays)
+
+    monkeypatch.setitem(data.SOURCES, "mem:", factory)
+    source = data.resolve("mem:a", data_dir="d", manual_dir="m")
+    assert isinstance(source, data.Source) and made == [("mem:a", "d", "m", True)]
+    assert data.resolve(source) is source
+    assert data.image_shape("mem:x") == (2, 2, 1)
+    np.testing.assert_array_equal(_as_numpy(data.load("mem:x", "train[:70%]", 3, shuffle=False)), arrays["train"][:7])
+    np.testing.assert_array_equal(_as_numpy(data.load(source, "train", 4, limit=5, shuffle=False)), arrays["train"][:5])
+    shuffled = _as_numpy(data.load(source, "train", 4, seed=2))  # a training split: shuffled
+    assert sorted(shuffled.reshape(10, -1).tolist()) == arrays["train"].reshape(10, -1).tolist()
+    assert not np.array_equal(shuffled, arrays["train"])
+    # No test split: train_and_eval_splits still defaults to "test" (a Source's default).
+    assert data.train_and_eval_splits(source) == ("train", "test", None)
+    assert data.train_and_eval_splits(source, eval_split="train[95%:]") == ("train[:95%]", "train[95%:]", None)
+    with pytest.raises(ValueError, match="lies in the training data"):
+        data.train_and_eval_splits(source, eval_split="train[10%:20%]")
+    for bad in ("mem", "cifar100", None):
+        with pytest.raises(ValueError, match="Unknown dataset"):
+            data.resolve(bad)
+
+
+def test_tfds_sources_know_their_splits_without_data():
+    cifar = data.resolve("cifar10", data_dir="/nonexistent")
+    assert isinstance(cifar, tfds_source.TfdsSource) and cifar.name == "cifar10"
+    assert cifar.image_shape("test[:10%]") == (32, 32, 3)  # reads nothing
+    assert cifar.has_split("test") and not cifar.has_split("validation")
+    with pytest.raises(ValueError, match="no split 'valid'.*train, test"):
+        cifar.image_shape("valid")
+    imagenet = data.resolve("downsampled_imagenet/32x32")
+    assert imagenet.has_split("test") and imagenet.has_split("validation")
+    assert imagenet.tfds_split("test") == "validation" and imagenet.tfds_split("train[:1%]") == "train[:1%]"
+    assert data.train_and_eval_splits("downsampled_imagenet/32x32") == ("train", "test", None)
+    with pytest.raises(ValueError, match="Unknown tfds dataset"):
+        tfds_source.TfdsSource("cifar100")
+
+
+def test_tfds_source_counts_splits_like_tfds_and_prepares_once(fmnist_dir, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    builders = []
+    real = tfds.builder
+    monkeypatch.setattr(tfds, "builder", lambda *a, **k: builders.append(a) or real(*a, **k))
+    source = data.resolve("fashion_mnist", data_dir=fmnist_dir, download=False)
+    info = real("fashion_mnist", data_dir=fmnist_dir).info
+    for spec in ("train", "test", "train[:90%]", "train[90%:]", "test[:33.3%]", "test[-25%:]", "train[:1000]"):
+        assert source.num_examples(spec) == info.splits[spec].num_examples, spec
+    assert _as_numpy(source.load("test[:3%]", 100)).shape == (300, 28, 28, 1)
+    assert len(builders) == 1 and source.builder() is source.builder()
+    with pytest.raises(ValueError, match="holds only 10000"):
+        source.num_examples("test[:10001]")
+
+
+def test_folder_source_scans_once(tmp_path, monkeypatch):
+    imgs = np.arange(10 * 3 * 3, dtype=np.uint8).reshape(10, 3, 3)
+    for i, img in enumerate(imgs):
+        _write(tmp_path / f"{i}.png", img)
+    scanned = []
+    real = folder.scan
+    monkeypatch.setattr(folder, "scan", lambda path, *a: scanned.append(path) or real(path, *a))
+    source = data.resolve(f"folder:{tmp_path}")
+    assert isinstance(source, folder.FolderSource) and scanned == []  # resolving reads nothing
+    assert source.image_shape("train") == (3, 3, 1)
+    assert source.num_examples("train[:90%]") == 9 and source.num_examples("train[90%:]") == 1
+    held_out = _as_numpy(source.load("train[90%:]", 4))
+    train = _as_numpy(source.load("train[:90%]", 4, shuffle=False))
+    _as_numpy(source.load("train", 4, limit=2))  # an init batch
+    assert scanned == [str(tmp_path)]  # one scan for all of it
+    np.testing.assert_array_equal(np.concatenate([train, held_out])[..., 0], imgs)
+    assert source.default_eval_split() == ("train[90%:]", f"{tmp_path} has no test/ sub-folder: evaluated "
+                                           "on its last 10% (train[90%:]), trained on the rest")
+    # The scan is the source's: a new image shows in a new source only.
+    _write(tmp_path / "99.png", imgs[0])
+    assert source.num_examples("train") == 10
+    assert data.resolve(f"folder:{tmp_path}").num_examples("train") == 11
+    # A slice past the end is refused, as tfds refuses it.
+    with pytest.raises(ValueError, match="holds only 10"):
+        source.load("train[:20]", 4)
+    with pytest.raises(ValueError, match="selects no images"):
+        source.num_examples("train[5:5]")
+
+
+def test_flat_folder_eval_split_and_note(tmp_path):
+    _write(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
+    name = f"folder:{tmp_path}"
+    train, evaluation, note = data.train_and_eval_splits(name)
+    assert (train, evaluation) == data.HELD_OUT == ("train[:90%]", "train[90%:]")
+    assert note.startswith(f"{tmp_path} has no test/ sub-folder") and "last 10%" in note
+    (tmp_path / "test").mkdir()
+    assert data.train_and_eval_splits(name) == ("train", "test", None)
+    with pytest.raises(ValueError, match="names no folder"):
+        data.resolve("folder:")

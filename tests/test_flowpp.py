@@ -1,4 +1,8 @@
-"""FlowPlusPlus: invertibility, likelihood sanity, training, serialization, sizes, inputs."""
+"""FlowPlusPlus: invertibility, likelihood sanity, training, sizes, options, the bound's noise.
+
+What every model must do (shapes, seeds, the bound, round trips, bad images) is tested for
+both models by the battery in test_models.py; the tiny configuration is tests/tiny.py's.
+"""
 
 import math
 
@@ -9,23 +13,23 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_bdgm import bijectors as kb
-from keras_bdgm.memory import footprint, load_packed, save_packed
-from keras_bdgm.models import FlowPlusPlus
-from keras_bdgm.models.flowpp import PRESETS
+from keras_bdgm.memory import footprint
+from keras_bdgm.models import FlowPlusPlus, flowpp
+
+import tiny
 
 tfd = tfp.distributions
-PRECISIONS = ["w32a32", "w1a32", "w1a1"]
-TINY = dict(couplings=(1, 1, 1), width=8, num_blocks=1, num_components=3, dequant_couplings=1,
-            dequant_width=8, dequant_blocks=1, context_width=8, context_blocks=1)
-SHAPE = (8, 8, 1)
+PRECISIONS = tiny.PRECISIONS
+TINY = tiny.overrides("flowpp")
+SHAPE = tiny.SHAPE
 
 
 def _tiny(precision, **kw):
-    return FlowPlusPlus(SHAPE, precision=precision, preset="small", **{**TINY, **kw})
+    return tiny.tiny_model("flowpp", precision, **kw)
 
 
 def _images(n=8, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, *SHAPE), dtype=np.uint8)
+    return tiny.tiny_images(n, seed)
 
 
 def _structured_images():
@@ -59,19 +63,13 @@ def test_image_to_latent_to_image(precision):
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_log_prob_finite_and_about_8_bits_on_uniform_pixels(precision):
+def test_about_8_bits_per_dim_on_uniform_pixels_at_init(precision):
+    """Initialized on uniform pixels, the flow is close to the uniform distribution's 8 bits."""
     model = _tiny(precision)
     x = _images(16)
     keras_bdgm.initialize(model, x)
-    log_prob = model.log_prob(x).numpy()
-    assert log_prob.shape == (16,) and np.all(np.isfinite(log_prob))
-    bpd = -log_prob / (64 * math.log(2))
-    assert abs(bpd.mean() - 8.0) < 0.5
-    assert abs(model.bits_per_dim(x).numpy().mean() - 8.0) < 0.5
-    # Importance weighting: finite, and the same seed gives the same estimate.
-    iw = model.log_prob(x, num_samples=4, seed=7).numpy()
-    assert iw.shape == (16,) and np.all(np.isfinite(iw))
-    np.testing.assert_array_equal(model.log_prob(x, num_samples=4, seed=7).numpy(), iw)
+    assert abs(model.bits_per_dim(x, seed=0).numpy().mean() - 8.0) < 0.5
+    assert abs(model.bits_per_dim(x, num_samples=4, seed=7).numpy().mean() - 8.0) < 0.5
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -87,42 +85,6 @@ def test_fit_lowers_bits_per_dim(precision):
     assert set(history.history) >= {"bits_per_dim", "skipped_steps", "grad_norm"}
     print(f"bits/dim {before:.2f} -> {after:.2f}")
     assert np.isfinite(after) and after < before - 1.5, (before, after)
-
-
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_keras_and_packed_round_trips_give_identical_log_prob(precision, tmp_path):
-    model = _tiny(precision)
-    x = _images()
-    keras_bdgm.initialize(model, x)
-    for v in model.trainable_variables:  # move away from init so a missed weight shows
-        v.assign_add(0.01 * tf.random.normal(v.shape))
-    expected = model.log_prob(x, seed=3).numpy()
-    path = str(tmp_path / "m.keras")
-    model.save(path)
-    loaded = tf.keras.models.load_model(path)
-    assert isinstance(loaded, FlowPlusPlus) and loaded.precision == precision
-    np.testing.assert_array_equal(loaded.log_prob(x, seed=3).numpy(), expected)
-    packed = str(tmp_path / "m.bdgm")
-    save_packed(model, packed)
-    fresh = _tiny(precision)
-    assert not np.array_equal(fresh.log_prob(x, seed=3).numpy(), expected)
-    load_packed(fresh, packed)
-    got = fresh.log_prob(x, seed=3).numpy()
-    if precision == "w32a32":
-        np.testing.assert_array_equal(got, expected)
-    else:  # latent weights come back as +-1: the forward pass only uses their signs
-        np.testing.assert_allclose(got, expected, rtol=1e-6)
-
-
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_samples_shape_dtype_range(precision):
-    model = _tiny(precision)
-    keras_bdgm.initialize(model, _images())
-    samples = model.sample(5, temperature=0.8, seed=1)
-    assert samples.shape == (5, *SHAPE) and samples.dtype == tf.uint8
-    s = samples.numpy()
-    assert s.min() >= 0 and s.max() <= 255 and s.std() > 0
-    np.testing.assert_array_equal(model.sample(5, temperature=0.8, seed=1).numpy(), s)
 
 
 def _hand_count_variables(cfg, precision):
@@ -233,15 +195,7 @@ def test_paper_preset_exact_counts():
     assert footprint(real).parameters == 33_559_504 and footprint(real).binary_weights == 0
 
 
-def test_bad_inputs_raise_value_errors():
-    model = _tiny("w32a32")
-    good = _images(2)
-    with pytest.raises(ValueError, match="shape"):
-        model.log_prob(good[:, :4])
-    with pytest.raises(ValueError, match="0..255"):
-        model.log_prob(good.astype(np.float32) * 2.0)
-    with pytest.raises(ValueError, match="NaN"):
-        model.log_prob(np.full((2, *SHAPE), np.nan, np.float32))
+def test_bad_configs_raise_value_errors():
     with pytest.raises(ValueError, match="known presets: paper, small"):
         FlowPlusPlus(SHAPE, preset="huge")
     with pytest.raises(ValueError, match="valid overrides"):
@@ -270,3 +224,60 @@ def test_attention_option_round_trips_and_saves(tmp_path):
     loaded = tf.keras.models.load_model(str(tmp_path / "a.keras"))
     assert loaded.config["attention_heads"] == 2
     np.testing.assert_array_equal(loaded.log_prob(x, seed=3).numpy(), expected)
+
+
+# ---------------------------------------------------------------- the model contract
+
+
+def _log_weights_oracle(model, x, eps):
+    """log p(x + u) - log q(u | x) per image from the model's public pieces, noise eps."""
+    xf = tf.cast(x, tf.float32)
+    u, log_q = model.dequantizer.sample(xf, eps)
+    z, ldj = kb.forward_and_log_det(model.main.bijectors(), xf + u)
+    return (kb.standard_normal_log_prob(z) + ldj - log_q).numpy()
+
+
+def _numpy_bound(log_w):
+    log_w = np.asarray(log_w, np.float64)
+    top = log_w.max(axis=0)
+    return top + np.log(np.exp(log_w - top).sum(axis=0)) - math.log(len(log_w))
+
+
+def test_importance_bound_is_the_same_for_every_chunking():
+    """Sample k of image i has noise row k * N + i of stateless_normal([K * N, ...], seed),
+    whatever the chunking: the bound equals a numpy bound over log-weights collected one
+    sample at a time, and the unchunked computation (as before chunking) exactly."""
+    model = _tiny("w1a1")
+    x = _images(6)
+    keras_bdgm.initialize(model, x)
+    k, n, seed = 9, len(x), 7
+    noise = tf.random.stateless_normal([k * n, *SHAPE], seed=[seed, 0])  # int seed s -> (s, 0)
+    log_w = [_log_weights_oracle(model, x, noise[j * n:(j + 1) * n]) for j in range(k)]
+    expected = _numpy_bound(log_w)
+    for per_chunk in (None, 1, 2, 4, 9):
+        got = model.log_prob(x, num_samples=k, seed=seed, samples_per_chunk=per_chunk).numpy()
+        np.testing.assert_allclose(got, expected, rtol=2e-6)
+    # One chunk (the default here: 9 * 6 rows < 1024) is the former all-at-once code, bit for bit.
+    tiled = np.tile(x, (k, 1, 1, 1))
+    whole = tf.reshape(_log_weights_oracle(model, tiled, noise), [k, n])
+    before = tf.reduce_logsumexp(whole, axis=0) - math.log(k)
+    np.testing.assert_array_equal(model.log_prob(x, num_samples=k, seed=seed).numpy(), before.numpy())
+
+
+@pytest.mark.parametrize("offset", [0, 4, 64, 1000, 64 * 37])
+def test_normal_noise_skips_into_the_stream(offset):
+    seed = tf.constant([3, 9], tf.int32)
+    stream = tf.random.stateless_normal([offset + 5 * 64], seed=seed)
+    expected = tf.reshape(stream[offset:], [5, 8, 8, 1]).numpy()
+    np.testing.assert_array_equal(flowpp._normal([5, 8, 8, 1], seed, offset).numpy(), expected)
+    compiled = tf.function(lambda o: flowpp._normal([5, 8, 8, 1], seed, o))
+    np.testing.assert_array_equal(compiled(tf.constant(offset)).numpy(), expected)
+    if offset == 0:
+        np.testing.assert_array_equal(flowpp._normal([5, 8, 8, 1], seed).numpy(),
+                                      tf.random.stateless_normal([5, 8, 8, 1], seed=seed).numpy())
+
+
+def test_latent_is_the_squeezed_image():
+    model = _tiny("w1a1")
+    assert model.num_latent_layers == 1 and model.latent_shape == (4, 4, 4)  # (H/2, W/2, 4C)
+    assert math.prod(model.latent_shape) * model.num_latent_layers == model.num_dims

@@ -126,10 +126,38 @@ def test_metric_state_is_not_counted_or_packed(tmp_path):
         def call(self, x):
             return self.conv(x)
 
-    model = WithTracker()
-    model(np.zeros((1, 4, 4, 1), "float32"))
+    def build(seed):
+        tf.keras.utils.set_random_seed(seed)
+        model = WithTracker()
+        model(np.zeros((1, 4, 4, 1), "float32"))
+        return model
+
+    model = build(1)
     assert len(model.weights) > 3  # Keras lists the tracker's total and count
     fp = memory.footprint(model)
     assert (fp.binary_weights, fp.real_parameters) == (18, 4)
-    memory.save_packed(model, str(tmp_path / "m.bdgm"))
-    memory.load_packed(model, str(tmp_path / "m.bdgm"))
+    model.tracker.update_state([2.0, 4.0])  # total 6, count 2
+    path = tmp_path / "m.bdgm"
+    written = memory.save_packed(model, str(path))
+    # The file holds the conv's kernel (as signs), gain and bias, nothing of the tracker.
+    entries, payload = memory._read(str(path))  # pylint: disable=protected-access
+    assert [(e["kind"], e["shape"]) for e in entries] == [("sign", [3, 3, 1, 2]), ("float32", [2]), ("float32", [2])]
+    assert not any("total" in e["name"] or "count" in e["name"] for e in entries)
+    assert len(payload) == fp.bytes == 3 + 4 * 4  # 18 signs in 3 bytes, 4 float32s
+    assert written == path.stat().st_size
+
+    # Into a model with other weights and its own tracker state: the weights come back, the
+    # tracker's running totals are left as they were.
+    fresh = build(2)
+    fresh.tracker.update_state([10.0])
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 1)).astype("float32")
+    assert not np.array_equal(fresh(x).numpy(), model(x).numpy())
+    memory.load_packed(fresh, str(path))
+    np.testing.assert_array_equal(fresh(x).numpy(), model(x).numpy())
+    assert (float(fresh.tracker.total), float(fresh.tracker.count)) == (10.0, 1.0)
+    assert float(fresh.tracker.result()) == 10.0 and float(model.tracker.result()) == 3.0
+    # Loading a model's own file back leaves its outputs and its tracker as they were.
+    before = model(x).numpy()
+    memory.load_packed(model, str(path))
+    np.testing.assert_array_equal(model(x).numpy(), before)
+    assert (float(model.tracker.total), float(model.tracker.count)) == (6.0, 2.0)

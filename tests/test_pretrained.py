@@ -2,14 +2,14 @@
 
 import json
 
-import keras_bdgm
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_bdgm import data, experiment, pretrained
 
-TINY_VAE = {"width": 8, "latent_layers": 2, "processing_blocks": 0}
+import tiny
+
+TINY_VAE = tiny.overrides("resnet_vae")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_missing_and_damaged_files(exported, tmp_path):
     raw = bytearray(packed.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     packed.write_bytes(bytes(raw))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="corrupt: its weights fail the CRC-32 check"):
         pretrained.load("resnet_vae/w1a1", directory=tmp_path)
     packed.unlink()
     with pytest.raises(FileNotFoundError, match="is missing"):

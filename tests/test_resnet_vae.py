@@ -1,4 +1,9 @@
-"""Tests of keras_bdgm.models.ResNetVAE: bounds, training, saving, sizes, bad input."""
+"""Tests of keras_bdgm.models.ResNetVAE: training, bounds, free bits, reconstructions, sizes,
+configs.
+
+What every model must do (shapes, seeds, the bound, round trips, bad images) is tested for
+both models by the battery in test_models.py; the tiny configuration is tests/tiny.py's.
+"""
 
 import math
 
@@ -6,28 +11,26 @@ import keras_bdgm
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from keras_bdgm import memory
 from keras_bdgm.models import ResNetVAE
 from keras_bdgm.precision import PRECISIONS
 
-SHAPE = (8, 8, 1)
-TINY = dict(width=16, latent_layers=2, z_channels=2, processing_blocks=1)
+import tiny
+
+SHAPE = tiny.SHAPE
+TINY = tiny.overrides("resnet_vae")
 TRAIN_STEPS = 128
 
 
 def _tiny_images():
     """8 structured 8x8 images: gradients and stripes with a little noise."""
-    rng = np.random.RandomState(1)
-    ramp = np.linspace(0, 255, 8)
-    patterns = [np.tile(ramp, (8, 1)), np.tile(ramp[:, None], (1, 8)),
-                np.tile([0, 255] * 4, (8, 1)), np.full((8, 8), 128.0)]
-    images = [np.clip(p + rng.randint(-8, 9, p.shape), 0, 255) for p in patterns for _ in range(2)]
-    return np.stack(images)[..., None].astype(np.uint8)
+    return tiny.pattern_images(8)
 
 
-def _tiny_model(precision):
-    return ResNetVAE(SHAPE, precision=precision, **TINY)
+def _tiny_model(precision, **changes):
+    return tiny.tiny_model("resnet_vae", precision, **changes)
 
 
 @pytest.fixture(scope="module", params=PRECISIONS)
@@ -81,41 +84,17 @@ def test_iwae_bound_grows_with_samples(trained):
     assert model.log_prob(x, seed=3).shape == (n,)
 
 
-def test_keras_file_round_trip(trained, tmp_path):
+def test_pixel_samples_and_reconstructions(trained):
     model, x, *_ = trained
-    path = str(tmp_path / "vae.keras")
-    model.save(path)
-    loaded = tf.keras.models.load_model(path)
-    assert isinstance(loaded, ResNetVAE) and loaded.precision == model.precision
-    # equal up to float32 rounding (oneDNN may pick another conv algorithm)
-    np.testing.assert_allclose(loaded.log_prob(x, 3, seed=5), model.log_prob(x, 3, seed=5), rtol=1e-6)
-    np.testing.assert_array_equal(loaded.sample(2, seed=4), model.sample(2, seed=4))
-
-
-def test_packed_round_trip(trained, tmp_path):
-    model, x, *_ = trained
-    path = str(tmp_path / "vae.bdgm")
-    memory.save_packed(model, path)
-    fresh = _tiny_model(model.precision)
-    fresh.build((None, *SHAPE))
-    memory.load_packed(fresh, path)
-    np.testing.assert_allclose(fresh.log_prob(x, 3, seed=5), model.log_prob(x, 3, seed=5), rtol=1e-6)
-    if model.precision != "w32a32":
-        assert memory.footprint(model).binary_weights > 0
-        assert set(np.unique(np.concatenate(
-            [w.numpy().ravel() for w in fresh.weights if memory.is_binary(w)]))) == {-1.0, 1.0}
-
-
-def test_samples_and_reconstructions(trained):
-    model, x, *_ = trained
-    for images in (model.sample(5, seed=1), model.sample(3, temperature=0.5, seed=2, sample_pixels=True),
-                   model.reconstruct(x, seed=3)):
-        assert images.dtype == tf.uint8 and images.shape[1:] == SHAPE
-    assert model.sample(5, seed=1).shape[0] == 5
-    # a fixed seed gives the same images.
-    np.testing.assert_array_equal(model.sample(4, seed=9), model.sample(4, seed=9))
+    drawn = model.sample(3, temperature=0.5, seed=2, sample_pixels=True)
+    assert drawn.dtype == tf.uint8 and drawn.shape == (3, *SHAPE)
+    np.testing.assert_array_equal(drawn, model.sample(3, temperature=0.5, seed=2, sample_pixels=True))
+    # the mode and a draw from the likelihood: the same latents, other pixels.
+    assert not np.array_equal(drawn, model.sample(3, temperature=0.5, seed=2))
+    reconstructions = model.reconstruct(x, seed=3)
+    assert reconstructions.dtype == tf.uint8 and reconstructions.shape == x.shape
     # reconstructions are the likelihood's mode: the means rounded to pixels, clipped.
-    _, _, means = model._forward(x / 127.5 - 1.0, seed=tf.constant([0, 3]))  # seed=3's stream
+    _, _, means = model._forward(x / 127.5 - 1.0, seed=tf.constant([3, 0]))  # seed=3's stream
     expected = np.clip(np.round((means.numpy() + 1.0) * 127.5), 0, 255)
     np.testing.assert_array_equal(model.reconstruct(x, seed=3).numpy(), expected)
 
@@ -123,12 +102,12 @@ def test_samples_and_reconstructions(trained):
 def test_kl_per_layer_and_free_bits():
     tf.keras.utils.set_random_seed(0)
     x = _tiny_images()
-    model = ResNetVAE(SHAPE, kl_min=1e4, **TINY)  # every channel below the floor
+    model = _tiny_model("w32a32", kl_min=1e4)  # every channel below the floor
     keras_bdgm.initialize(model, x)
     per_layer = model.kl_per_layer(x, seed=1)
     assert per_layer.shape == (TINY["latent_layers"],) and np.all(np.isfinite(per_layer))
     train = model.compute_losses(model.check_images(x), training=True)
-    floor = TINY["latent_layers"] * TINY["z_channels"] * 1e4 / (math.prod(SHAPE) * math.log(2.0))
+    floor = TINY["latent_layers"] * model.config["z_channels"] * 1e4 / (math.prod(SHAPE) * math.log(2.0))
     np.testing.assert_allclose(train["bits_per_dim"], train["distortion"] + floor, rtol=1e-6)
     test = model.compute_losses(model.check_images(x), training=False)
     np.testing.assert_allclose(test["bits_per_dim"], test["kl"] + test["distortion"], rtol=1e-6)
@@ -216,7 +195,7 @@ def test_paper_preset_width_336():
 def test_size_reported_right_after_construction():
     import larq as lq
 
-    model = ResNetVAE((8, 8, 1), precision="w1a1", preset="small", width=8, latent_layers=2)
+    model = _tiny_model("w1a1")
     expected = memory.footprint(model).parameters
     assert model.count_params() == expected
     model.summary(print_fn=lambda *a, **k: None)
@@ -233,17 +212,12 @@ def test_size_reported_right_after_construction():
 def test_bad_input_and_config():
     model = _tiny_model("w32a32")
     x = _tiny_images()
-    keras_bdgm.initialize(model, x)
-    with pytest.raises(ValueError, match="shape"):
-        model.log_prob(x[:, :4])
-    with pytest.raises(ValueError, match="0..255"):
-        model.log_prob(x.astype(np.float32) * 2)
     nan = x.astype(np.float32)
     nan[0, 0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="contain NaN"):  # reconstruct checks its images as log_prob does
         model.reconstruct(nan)
-    with pytest.raises(ValueError, match="num_samples"):
-        model.log_prob(x, num_samples=0)
+    with pytest.raises(ValueError, match=r"shape \[N, 8, 8, 1\]"):
+        model.kl_per_layer(x[:, :4])
     with pytest.raises(ValueError, match="paper, small"):
         ResNetVAE(SHAPE, preset="huge")
     with pytest.raises(ValueError, match="valid overrides"):
@@ -261,9 +235,7 @@ def test_output_path_starts_with_elu():
     their residual blocks are the identity (as initialized), so d = L * bias exactly; the
     output block gets random gains so that its place relative to the ELUs matters.
     """
-    tf.keras.utils.set_random_seed(3)
-    model = ResNetVAE((8, 8, 1), precision="w32a32", preset="small", width=8, latent_layers=2,
-                      processing_blocks=1)
+    model = _tiny_model("w32a32", seed=3, processing_blocks=1)
     keras_bdgm.initialize(model, np.random.randint(0, 256, (16, 8, 8, 1)).astype(np.uint8))
     bias = -np.linspace(0.2, 1.5, 8).astype(np.float32)
     for conv in model.z_convs:
@@ -278,3 +250,77 @@ def test_output_path_starts_with_elu():
     np.testing.assert_allclose(means, expected, rtol=1e-5, atol=1e-6)
     without_first_elu = model.out_conv(tf.nn.elu(block(d)))
     assert np.max(np.abs(without_first_elu - expected)) > 1e-2
+
+
+# ---------------------------------------------------------------- the model contract
+
+
+def _log_prob_before(model, x, num_samples, seed, samples_per_chunk=None):
+    """The ResNetVAE's own log_prob before the bound moved into GenerativeModel, verbatim
+    but for the seed reading: an int s was the pair (0, s), now (s, 0) (the shared convention)."""
+    x = model._scale_pixels(model.check_images(x))
+    batch = int(x.shape[0])
+    if samples_per_chunk is None:
+        samples_per_chunk = max(1, 1024 // batch)
+    samples_per_chunk = min(int(samples_per_chunk), num_samples)
+    up = model._bottom_up_fn(x)
+    starts = range(0, num_samples, samples_per_chunk)
+    seed = (seed, 0) if np.ndim(seed) == 0 else seed
+    seeds = tfp.random.split_seed(tfp.random.sanitize_seed(seed), n=len(starts))
+    chunk_bounds = []
+    for start, chunk_seed in zip(starts, tf.unstack(seeds)):
+        k = min(samples_per_chunk, num_samples - start)
+        tiled = [tf.tile(t, [k, 1, 1, 1]) for t in [x] + up]
+        log_w = model._log_weights_fn(tiled[0], tiled[1:], chunk_seed)
+        chunk_bounds.append(tf.reduce_logsumexp(tf.reshape(log_w, [k, -1]), axis=0))
+    return tf.reduce_logsumexp(tf.stack(chunk_bounds), axis=0) - math.log(num_samples)
+
+
+def _numpy_bound(log_w):
+    log_w = np.asarray(log_w, np.float64)
+    top = log_w.max(axis=0)
+    return top + np.log(np.exp(log_w - top).sum(axis=0)) - math.log(len(log_w))
+
+
+@pytest.mark.parametrize("trained", ["w1a1"], indirect=True)
+@pytest.mark.parametrize("num_samples, seed, per_chunk", [(1, 3, None), (20, 7, None), (20, (4, 5), 3),
+                                                          (7, 2, 7), (300, 9, None)])
+def test_importance_bound_is_unchanged(trained, num_samples, seed, per_chunk):
+    """The shared bound gives the former numbers bit for bit, and equals a numpy bound over
+    the log-weights collected one sample at a time (chunk c draws with split seed c)."""
+    model, x, *_ = trained
+    got = model.log_prob(x, num_samples=num_samples, seed=seed, samples_per_chunk=per_chunk).numpy()
+    np.testing.assert_array_equal(got, _log_prob_before(model, x, num_samples, seed, per_chunk).numpy())
+    n = len(x)
+    chunks = keras_bdgm.training.importance_chunks(num_samples, n, per_chunk)
+    seeds = tfp.random.split_seed(model.stateless_seed(seed), n=len(chunks))
+    up = model.bottom_up(x / 127.5 - 1.0)
+    log_w = []
+    for chunk, chunk_seed in zip(chunks, seeds):
+        rows = chunk.size * n
+        tiled_x = np.tile(x / 127.5 - 1.0, (chunk.size, 1, 1, 1)).astype(np.float32)
+        tiled_up = [tf.tile(tf.concat(p, -1), [chunk.size, 1, 1, 1]) for p in up]
+        weights = model._log_weights(tiled_x, tiled_up, chunk_seed).numpy().reshape(chunk.size, n)
+        assert weights.shape[0] * n == rows
+        log_w.extend(weights)  # one sample (all images) at a time
+    assert len(log_w) == num_samples
+    np.testing.assert_allclose(got, _numpy_bound(log_w), rtol=1e-6)
+
+
+def test_latents_and_call():
+    x = _tiny_images()
+    model = _tiny_model("w32a32", seed=0)
+    z_channels = model.config["z_channels"]
+    assert model.latent_shape == (4, 4, z_channels) and model.num_latent_layers == TINY["latent_layers"]
+    keras_bdgm.initialize(model, x)
+    # model(x): the single-sample ELBO in nats, with a seed drawn from the model's generator.
+    state = model.rng.state.numpy()
+    elbo = model(x).numpy()
+    model.rng.state.assign(state)
+    seed = model.rng.uniform_full_int([2], tf.int32)
+    log_px, kls, _ = model._forward(model._scale_pixels(model.check_images(x)), seed=seed)
+    np.testing.assert_array_equal(elbo, (log_px - model._total_kl(kls)).numpy())
+    # int s is the pair (s, 0) for the VAE's own methods too (log_prob and sample: test_models.py).
+    np.testing.assert_array_equal(model.reconstruct(x, seed=4), model.reconstruct(x, seed=(4, 0)))
+    np.testing.assert_array_equal(model.kl_per_layer(x, seed=4), model.kl_per_layer(x, seed=(4, 0)))
+    assert not np.array_equal(model.kl_per_layer(x, seed=4), model.kl_per_layer(x, seed=(0, 4)))

@@ -102,7 +102,7 @@ def test_write_atomically_leaves_the_old_file_when_the_write_fails(tmp_path):
 # ----------------------------------------------------------------------------- callbacks
 
 class _Unsampleable(tf.keras.Model):
-    def sample(self, n, seed=None):
+    def sample(self, n, temperature=1.0, seed=None):
         raise tf.errors.InvalidArgumentError(None, None, "the inverse CDF did not converge\nmore")
 
 

@@ -14,7 +14,6 @@ The eager path itself (`compiled=False`) is pinned exactly to the pre-compilatio
 composed here from the models' public pieces.
 """
 
-import keras_bdgm
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -23,33 +22,27 @@ import tensorflow_probability as tfp
 from keras_bdgm.bijectors import MixLogisticCoupling
 from keras_bdgm.bijectors import mixture_logistic as mixlog
 from keras_bdgm.bijectors import steps as steps_module
-from keras_bdgm.models import FlowPlusPlus, ResNetVAE
 
-SHAPE = (8, 8, 1)
+import tiny
+
+SHAPE = tiny.SHAPE
 _BAND = 1e-3         # pixel units: farther than this from a rounding boundary, no pixel may change
 _MAX_FLIPPED = 2e-3  # fraction of pixels allowed to differ (by 1) between graph and eager
 CASES = [(16, 1.0, 3), (5, 0.7, 11)]  # (n, temperature, seed)
 
 
 def _images(n=16):
-    return np.random.default_rng(0).integers(0, 256, (n, *SHAPE), dtype=np.uint8)
+    return tiny.tiny_images(n)
 
 
 @pytest.fixture(scope="module")
 def vae():
-    tf.keras.utils.set_random_seed(0)
-    model = ResNetVAE(SHAPE, precision="w1a1", preset="small", width=8, latent_layers=2, processing_blocks=0)
-    keras_bdgm.initialize(model, _images())
-    return model
+    return tiny.tiny_model("resnet_vae", "w1a1", images=_images(), seed=0)
 
 
 @pytest.fixture(scope="module")
 def flow():
-    tf.keras.utils.set_random_seed(0)
-    model = FlowPlusPlus(SHAPE, precision="w1a1", preset="small", width=8, num_blocks=1, couplings=(1, 1, 1),
-                         dequant_couplings=1, dequant_width=8, context_width=8)
-    keras_bdgm.initialize(model, _images())
-    return model
+    return tiny.tiny_model("flowpp", "w1a1", images=_images(), seed=0)
 
 
 def _flow_reference(model, n, temperature, seed):
@@ -62,7 +55,7 @@ def _flow_reference(model, n, temperature, seed):
 def _vae_reference(model, n, temperature, seed):
     """The pre-compilation ResNetVAE sampler (likelihood mode), eagerly: (uint8 images, pixels
     before the rounding)."""
-    latent_seed, _ = tfp.random.split_seed(tfp.random.sanitize_seed((0, seed)), n=2)
+    latent_seed, _ = tfp.random.split_seed(tfp.random.sanitize_seed((seed, 0)), n=2)  # int s: (s, 0)
     means, _ = model._top_down(n, seed=latent_seed, temperature=float(temperature))
     images = tf.cast(tf.round((model.likelihood(means).mode() + 1.0) * 127.5), tf.uint8).numpy()
     return images, (means.numpy() + 1.0) * 127.5
@@ -129,6 +122,18 @@ def test_unseeded_samples_draw_one_seed_from_the_models_generator(name, request)
     model.rng.state.assign(state)
     seed = model.rng.uniform_full_int([2], dtype=tf.int32)  # what sample(seed=None) drew
     np.testing.assert_array_equal(model.sample(4, seed=seed).numpy(), first)
+
+
+@pytest.mark.parametrize("name", ["flow", "vae"])
+def test_seeds_are_read_by_the_shared_convention(name, request):
+    """An int seed s is the pair (s, 0) in every model; pairs, arrays and tensors alike."""
+    as_pair = lambda s: (s, 0)  # noqa: E731
+    model = request.getfixturevalue(name)
+    want = model.sample(3, seed=as_pair(5)).numpy()
+    for seed in (5, np.int64(5), tf.constant(5), np.array(as_pair(5)), tf.constant(as_pair(5), tf.int64)):
+        np.testing.assert_array_equal(model.sample(3, seed=seed).numpy(), want)
+    with pytest.raises(ValueError, match="seed"):
+        model.sample(3, seed=(1, 2, 3))
 
 
 @pytest.mark.parametrize("name", ["flow", "vae"])

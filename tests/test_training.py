@@ -1,5 +1,7 @@
-"""The shared train step: clipping, skipping, metrics, distribution; image checks."""
+"""The shared model contract: train step (clipping, skipping, metrics, distribution), image
+checks, seeds and the importance-weighted bound."""
 
+import math
 import os
 import subprocess
 import sys
@@ -10,7 +12,9 @@ import pytest
 import tensorflow as tf
 
 from keras_bdgm.images import check_images
-from keras_bdgm.training import GenerativeModel
+from keras_bdgm.training import (
+    GenerativeModel, ImportanceChunk, importance_bound, importance_chunks, stateless_seed,
+)
 
 
 class LinearLoss(GenerativeModel):
@@ -118,3 +122,130 @@ def test_check_images_asserts_values_inside_tf_function():
     fn = tf.function(lambda x: check_images(x, (2, 2, 1)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="<= 255"):
         fn(tf.fill([1, 2, 2, 1], 300.0))
+
+
+# ---------------------------------------------------------------- seeds
+
+
+@pytest.mark.parametrize("seed, expected", [
+    (7, [7, 0]), (np.int64(7), [7, 0]), (np.int32(7), [7, 0]),
+    ((3, 4), [3, 4]), ([3, 4], [3, 4]), (np.array([3, 4], np.int64), [3, 4]),
+    (tf.constant(5), [5, 0]), (tf.constant(5, tf.int64), [5, 0]), (tf.constant([1, 2], tf.int64), [1, 2]),
+    (2**32 + 3, [3, 0]),  # cast to int32 wraps, as tf.cast does
+])
+def test_stateless_seed_reads_ints_and_pairs(seed, expected):
+    out = stateless_seed(seed)
+    assert out.dtype == tf.int32 and out.shape == (2,)
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+@pytest.mark.parametrize("seed", [1.5, "a", (1, 2, 3), [[1, 2]], tf.constant([1.0, 2.0]), True, (1.0, 2.0)])
+def test_stateless_seed_rejects_other_values(seed):
+    with pytest.raises(ValueError, match="seed"):
+        stateless_seed(seed)
+
+
+def test_stateless_seed_inside_a_graph():
+    fn = tf.function(stateless_seed)
+    np.testing.assert_array_equal(fn(tf.constant(9)).numpy(), [9, 0])
+    np.testing.assert_array_equal(fn(tf.constant([4, 5])).numpy(), [4, 5])
+
+
+# ---------------------------------------------------------------- the importance-weighted bound
+
+
+@pytest.mark.parametrize("num_samples, batch, per_chunk, sizes", [
+    (1, 8, None, [1]), (10, 8, None, [10]), (1000, 256, None, [4] * 250), (10, 256, 4, [4, 4, 2]),
+    (10, None, None, [10]), (3, 2000, None, [1, 1, 1]), (5, 8, 50, [5]), (6, 8, 3, [3, 3]),
+])
+def test_importance_chunks_cover_the_samples_once_in_order(num_samples, batch, per_chunk, sizes):
+    chunks = importance_chunks(num_samples, batch, per_chunk)
+    assert [c.size for c in chunks] == sizes
+    assert [c.index for c in chunks] == list(range(len(sizes)))
+    assert all(c.count == len(sizes) for c in chunks)
+    assert [c.start for c in chunks] == list(np.cumsum([0] + sizes[:-1]))
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("num_samples", dict(num_samples=0)), ("num_samples", dict(num_samples=-3)),
+    ("num_samples", dict(num_samples=2.5)), ("num_samples", dict(num_samples=True)),
+    ("num_samples", dict(num_samples="4")), ("samples_per_chunk", dict(num_samples=4, samples_per_chunk=0)),
+    ("samples_per_chunk", dict(num_samples=4, samples_per_chunk=1.5)),
+])
+def test_importance_chunks_reject_bad_arguments(name, kwargs):
+    with pytest.raises(ValueError, match=name):
+        importance_chunks(batch_size=8, **kwargs)
+
+
+class TableModel(GenerativeModel):
+    """log w[k, i] = table[k, i] for a fixed table drawn from the seed: a model whose
+    log-weights are known, to test the bound's chunking against numpy."""
+
+    MAX_SAMPLES = 64
+
+    def __init__(self, **kwargs):
+        super().__init__((2, 2, 1), **kwargs)
+        self.config = {"scale": 3.0}
+        self.calls = []
+
+    def table(self, seed, n):
+        return 3.0 * tf.random.stateless_normal([self.MAX_SAMPLES, n], seed=seed)
+
+    def importance_context(self, x):
+        return tf.shape(x)[0]
+
+    def log_weights(self, context, seed, chunk):
+        self.calls.append(chunk)
+        return self.table(seed, context)[chunk.start:chunk.start + chunk.size]
+
+
+def _numpy_bound(log_w):
+    """log (1/K) sum_k exp(log_w[k]) in float64, one sample at a time."""
+    log_w = np.asarray(log_w, np.float64)
+    top = log_w.max(axis=0)
+    return top + np.log(np.sum([np.exp(row - top) for row in log_w], axis=0)) - math.log(len(log_w))
+
+
+@pytest.mark.parametrize("num_samples, per_chunk", [(1, None), (7, None), (7, 1), (7, 3), (64, 10), (64, 64)])
+def test_log_prob_is_the_bound_of_the_log_weights(num_samples, per_chunk):
+    model = TableModel()
+    x = np.zeros((5, 2, 2, 1), np.uint8)
+    got = model.log_prob(x, num_samples=num_samples, seed=(3, 4), samples_per_chunk=per_chunk)
+    table = model.table(tf.constant([3, 4]), 5).numpy()
+    np.testing.assert_allclose(got.numpy(), _numpy_bound(table[:num_samples]), rtol=1e-6)
+    assert sum(c.size for c in model.calls) == num_samples
+    bpd = model.bits_per_dim(x, num_samples=num_samples, seed=(3, 4), samples_per_chunk=per_chunk)
+    np.testing.assert_allclose(bpd.numpy(), -got.numpy() / (4 * math.log(2.0)), rtol=1e-6)
+
+
+def test_one_chunk_is_logsumexp_minus_log_k_exactly():
+    model = TableModel()
+    x = np.zeros((5, 2, 2, 1), np.uint8)
+    table = model.table(tf.constant([1, 0]), 5)[:6]
+    expected = tf.reduce_logsumexp(table, axis=0) - math.log(6)
+    np.testing.assert_array_equal(model.log_prob(x, num_samples=6, seed=1).numpy(), expected.numpy())
+    np.testing.assert_array_equal(importance_bound([tf.reduce_logsumexp(table, axis=0)], 6).numpy(), expected.numpy())
+
+
+def test_log_prob_seeds_and_checks():
+    model = TableModel()
+    x = np.zeros((2, 2, 2, 1), np.uint8)
+    # int s -> (s, 0).
+    np.testing.assert_array_equal(model.log_prob(x, 3, seed=5), model.log_prob(x, 3, seed=(5, 0)))
+    # None draws one seed from the model's generator.
+    state = model.rng.state.numpy()
+    fresh = model.log_prob(x, 3)
+    model.rng.state.assign(state)
+    np.testing.assert_array_equal(fresh, model.log_prob(x, 3, seed=model.rng.uniform_full_int([2], tf.int32)))
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="num_samples"):
+            model.log_prob(x, num_samples=bad)
+    with pytest.raises(ValueError, match="shape"):
+        model.log_prob(np.zeros((2, 3, 3, 1), np.uint8))
+    assert model.hparams is model.config  # the deprecated alias
+    assert GenerativeModel.num_latent_layers == 1
+
+
+def test_importance_chunk_fields():
+    chunk = ImportanceChunk(index=1, count=3, start=4, size=4)
+    assert chunk._asdict() == {"index": 1, "count": 3, "start": 4, "size": 4}

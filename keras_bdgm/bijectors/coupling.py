@@ -11,15 +11,16 @@ log-scales (floored at -7):
 The inverse solves F(x2) = sigmoid((y2 - b) * exp(-a)) with a bracketed root finder and
 raises (tf.errors.InvalidArgumentError) where it does not converge.
 
-Conditioning network (`CouplingNetwork`): 3x3 WN conv (c -> width) -> num_blocks x
-[GatedResidualBlock(width, precision) -> LayerNormalization] -> 3x3 WN conv
-(width -> c * (2 + 3K), init_scale 0.1). The in/out convs are always 32-bit; only the
-residual blocks follow `precision`. With `attention_heads > 0` every block is followed by
-Flow++'s gated self-attention (32-bit) and another layer norm.
+The conditioning network is the coupling's variable layer (`MixLogisticCouplingLayer`,
+held by the bijector as its `layer`), set by a `CouplingConfig`: 3x3 WN conv (c -> width)
+-> num_blocks x [GatedResidualBlock(width, precision) -> LayerNormalization] -> 3x3 WN
+conv (width -> c * (2 + 3K), init_scale 0.1). The in/out convs are always 32-bit; only
+the residual blocks follow `precision`. With `attention_heads > 0` every block is
+followed by Flow++'s gated self-attention (32-bit) and another layer norm.
 
 #### Examples
 
-    net = CouplingNetwork(channels=3, width=32, num_blocks=2, num_components=4)
+    net = MixLogisticCouplingLayer(channels=3, config=CouplingConfig(width=32, num_components=4))
     coupling = MixLogisticCoupling(net)
     y = coupling.forward(x)                       # x: [N, H, W, 6]
 
@@ -32,10 +33,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_bdgm.bijectors import mixture_logistic as mixlog
+from keras_bdgm.bijectors.config import CouplingConfig
 from keras_bdgm.blocks import GatedAttention, GatedResidualBlock
 from keras_bdgm.init import init_scales
 from keras_bdgm.layers import WNConv2D
-from keras_bdgm.precision import parse as parse_precision
 
 tfb = tfp.bijectors
 _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
@@ -43,57 +44,45 @@ MIN_LOG_SCALE = -7.0
 
 
 @_serializable
-class CouplingNetwork(tf.keras.layers.Layer):
-    """x1 [N, H, W, c] (+ context) -> raw coupling parameters [N, H, W, c * (2 + 3K)].
+class MixLogisticCouplingLayer(tf.keras.layers.Layer):
+    """The variables of `MixLogisticCoupling`: its conditioning network,
+    x1 [N, H, W, c] (+ context) -> raw coupling parameters [N, H, W, c * (2 + 3K)].
 
     Args:
       channels: c, the channels of each half.
-      width: hidden channels.
-      num_blocks: gated residual blocks (each followed by a layer norm).
-      num_components: K, logistic mixture components.
-      precision: precision of the residual blocks.
+      config: a `CouplingConfig` (or its dict; None: the defaults): width, blocks, mixture
+        components, precision, dropout, attention, gate kernel, fused negation, init scheme.
       context: whether `call` takes a context tensor (the dequantizer's).
-      dropout: residual-block dropout (w32a32 only).
-      attention_heads: 0 for none, else heads of a gated self-attention after every block.
-      init_scheme: data-dependent init scales of the input conv and the blocks
-        ("identity" or "reference", see `keras_bdgm.init.INIT_SCHEMES`).
+      **kwargs: `CouplingConfig` fields (replacing the config's) and Keras layer arguments.
     """
 
-    def __init__(self, channels, width=32, num_blocks=2, num_components=4, precision="w32a32",
-                 context=False, dropout=0.0, attention_heads=0, init_scheme="identity", **kwargs):
+    def __init__(self, channels, config=None, context=False, **kwargs):
+        config = CouplingConfig.resolve(config, CouplingConfig.pop_fields(kwargs))
         super().__init__(**kwargs)
-        self.channels, self.width = int(channels), int(width)
-        self.num_blocks, self.num_components = int(num_blocks), int(num_components)
-        self.precision = parse_precision(precision).name
-        self.context, self.dropout = bool(context), float(dropout)
-        self.attention_heads = int(attention_heads)
-        self.init_scheme = init_scheme
-        entry_scale = init_scales(init_scheme)["entry"]
-        if min(self.channels, self.width, self.num_components) <= 0 or self.num_blocks < 0:
-            raise ValueError(
-                "CouplingNetwork needs positive channels, width, num_components and "
-                f"num_blocks >= 0; got {channels}, {width}, {num_components}, {num_blocks}."
-            )
-        self.conv_in = WNConv2D(self.width, 3, padding="same", init_scale=entry_scale, name="conv_in")
+        self.config, self.channels, self.context = config, int(channels), bool(context)
+        if self.channels <= 0:
+            raise ValueError(f"MixLogisticCouplingLayer needs positive channels, got {channels!r}.")
+        cfg = self.config
+        entry_scale = init_scales(cfg.init_scheme)["entry"]
+        self.conv_in = WNConv2D(cfg.width, 3, padding="same", init_scale=entry_scale, name="conv_in")
         self.blocks = [
-            GatedResidualBlock(self.width, precision=self.precision, context=self.context,
-                               dropout=self.dropout, init_scheme=init_scheme, name=f"block_{i}")
-            for i in range(self.num_blocks)
+            GatedResidualBlock(cfg.width, context=self.context, name=f"block_{i}", **cfg.block_kwargs())
+            for i in range(cfg.num_blocks)
         ]
         self.norms = [
             tf.keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm_{i}")
-            for i in range(self.num_blocks)
+            for i in range(cfg.num_blocks)
         ]
         # Flat lists of layers (not tuples): Keras's .keras saving walks lists of layers.
-        n_attention = self.num_blocks if self.attention_heads else 0
+        n_attention = cfg.num_blocks if cfg.attention_heads else 0
         self.attentions = [
-            GatedAttention(self.width, self.attention_heads, name=f"attention_{i}") for i in range(n_attention)
+            GatedAttention(cfg.width, cfg.attention_heads, name=f"attention_{i}") for i in range(n_attention)
         ]
         self.attention_norms = [
             tf.keras.layers.LayerNormalization(epsilon=1e-5, name=f"attention_norm_{i}")
             for i in range(n_attention)
         ]
-        self.conv_out = WNConv2D(self.channels * (2 + 3 * self.num_components), 3, padding="same",
+        self.conv_out = WNConv2D(self.channels * (2 + 3 * cfg.num_components), 3, padding="same",
                                  init_scale=0.1, name="conv_out")
 
     def call(self, inputs, context=None, training=None):
@@ -105,30 +94,32 @@ class CouplingNetwork(tf.keras.layers.Layer):
         return self.conv_out(h)
 
     def get_config(self):
-        return {
-            **super().get_config(), "channels": self.channels, "width": self.width,
-            "num_blocks": self.num_blocks, "num_components": self.num_components,
-            "precision": self.precision, "context": self.context, "dropout": self.dropout,
-            "attention_heads": self.attention_heads, "init_scheme": self.init_scheme,
-        }
+        return {**super().get_config(), "channels": self.channels, "context": self.context,
+                "config": self.config.get_config()}
+
+
+@tf.keras.utils.register_keras_serializable(package="keras_bdgm", name="CouplingNetwork")
+class CouplingNetwork(MixLogisticCouplingLayer):
+    """Deprecated: `MixLogisticCouplingLayer` under its name before the rename, which .keras files saved
+    then hold (as this class, Keras finds their weights under its old snake_case name)."""
 
 
 class MixLogisticCoupling(tfb.Bijector):
     """y2 = logit(MixLogisticCDF(x2; theta(x1))) * exp(a) + b on a pair [..., 2c].
 
     Args:
-      network: a `CouplingNetwork` (its `channels` is c).
-      context: tensor passed to the network as `context` (dequantizer), or None.
-      training: passed to the network (dropout).
+      layer: the `MixLogisticCouplingLayer` (its `channels` is c) computing the parameters.
+      context: tensor passed to the layer as `context` (dequantizer), or None.
+      training: passed to the layer (dropout).
       tolerance: position tolerance of the inverse's root finder.
       max_iterations: iteration cap of the root finder.
     """
 
-    def __init__(self, network, context=None, training=False, tolerance=1e-8, max_iterations=100,
+    def __init__(self, layer, context=None, training=False, tolerance=1e-8, max_iterations=100,
                  validate_args=False, name="mix_logistic_coupling"):
         parameters = dict(locals())
         with tf.name_scope(name) as name:
-            self.network = network
+            self.layer = layer
             self.context = context
             self.training = training
             self.tolerance = tolerance
@@ -137,7 +128,7 @@ class MixLogisticCoupling(tfb.Bijector):
                              parameters=parameters, name=name)
 
     def _split(self, t):
-        c = self.network.channels
+        c = self.layer.channels
         if t.shape[-1] is not None and t.shape[-1] != 2 * c:
             raise ValueError(
                 f"{self.name} couples pairs of {c} channels, so it needs {2 * c} channels; got "
@@ -151,8 +142,8 @@ class MixLogisticCoupling(tfb.Bijector):
         context = self.context
         if context is not None:
             context = tf.reshape(context, tf.concat([[-1], tf.shape(context)[-3:]], axis=0))
-        raw = self.network(flat, context=context, training=self.training)
-        k = self.network.num_components
+        raw = self.layer(flat, context=context, training=self.training)
+        k = self.layer.config.num_components
         raw = tf.reshape(raw, tf.concat([tf.shape(x1), [2 + 3 * k]], axis=0))
         raw = tf.cast(raw, x1.dtype)
         a = tf.tanh(raw[..., 0])
@@ -162,7 +153,7 @@ class MixLogisticCoupling(tfb.Bijector):
         return a, b, logits, means, log_scales
 
     def forward_and_log_det(self, x):
-        """(y, log|det dy/dx| per event) from one evaluation of the network."""
+        """(y, log|det dy/dx| per event) from one evaluation of the layer's network."""
         x1, x2 = self._split(x)
         a, b, logits, means, log_scales = self._params(x1)
         lcdf = mixlog.log_cdf(x2, logits, means, log_scales)

@@ -6,12 +6,15 @@
 f is a stripe split, `num_steps` coupling steps whose networks also read a context, and
 the merge. The context is computed once per image: pixels x / 256 - 0.5, stripe-split to
 [H, W/2, 2C] (6 channels for RGB), a 3x3 WN conv to `context_width` (32) channels and
-`context_blocks` (3) gated residual blocks (binary at w1). Every coupling's residual blocks
-add a 1x1 conv of the context (`GatedResidualBlock(context=True)`).
+`context_blocks` (3) gated residual blocks (binary at w1, 3x3 gate convs). Every
+coupling's residual blocks add a 1x1 conv of the context (`GatedResidualBlock(context=True)`).
+One `CouplingConfig` sets the couplings' networks; the context network's blocks share its
+precision, dropout, fused negation and init scheme (`context_network_config`).
 
 #### Examples
 
-    deq = Dequantizer((28, 28, 1), num_steps=4, width=32, num_blocks=2, num_components=4)
+    config = CouplingConfig(width=32, num_blocks=2, num_components=4)
+    deq = Dequantizer((28, 28, 1), num_steps=4, config=config)
     u, log_q = deq.sample(x, tf.random.normal(tf.shape(x)))   # x: float pixels 0..255
     flow = deq.bijector(x)                # the conditional flow eps -> u as one tfb.Chain
 
@@ -24,12 +27,12 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from keras_bdgm.bijectors.config import CouplingConfig, context_network_config
 from keras_bdgm.bijectors.reshape import stripe_split
 from keras_bdgm.bijectors.steps import CouplingSteps, chain, forward_and_log_det
 from keras_bdgm.blocks import GatedResidualBlock
 from keras_bdgm.init import init_scales
 from keras_bdgm.layers import WNConv2D
-from keras_bdgm.precision import parse as parse_precision
 
 tfb = tfp.bijectors
 _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
@@ -40,24 +43,33 @@ def standard_normal_log_prob(t):
     return tf.reduce_sum(-0.5 * tf.square(t) - 0.5 * math.log(2 * math.pi), axis=[-3, -2, -1])
 
 
+# The context network's config when it is built on its own: Flow++'s width, depth and 3x3 gates.
+_CONTEXT_DEFAULTS = context_network_config(CouplingConfig(), width=32, num_blocks=3)
+
+
 @_serializable
 class ContextNetwork(tf.keras.layers.Layer):
-    """Pixels [N, H, W, C] (0..255) -> context [N, H, W/2, width] for the dequantizer."""
+    """Pixels [N, H, W, C] (0..255) -> context [N, H, W/2, width] for the dequantizer.
 
-    def __init__(self, image_shape, width=32, num_blocks=3, precision="w32a32", dropout=0.0,
-                 init_scheme="identity", **kwargs):
+    Args:
+      image_shape: (H, W, C), W even.
+      config: a `CouplingConfig` (or its dict) whose width, num_blocks and the blocks' fields
+        (`block_kwargs`) are this network's; None: width 32, 3 blocks, 3x3 gate convs. The
+        `Dequantizer` passes `context_network_config` of its couplings' config.
+      **kwargs: `CouplingConfig` fields (replacing the config's) and Keras layer arguments.
+    """
+
+    def __init__(self, image_shape, config=None, **kwargs):
+        config = CouplingConfig.resolve(_CONTEXT_DEFAULTS if config is None else config,
+                                        CouplingConfig.pop_fields(kwargs))
         super().__init__(**kwargs)
+        self.config = config
         self.image_shape = tuple(int(d) for d in image_shape)
-        self.width, self.num_blocks = int(width), int(num_blocks)
-        self.precision, self.dropout = parse_precision(precision).name, float(dropout)
-        self.init_scheme = init_scheme
-        self.conv_in = WNConv2D(self.width, 3, padding="same", init_scale=init_scales(init_scheme)["entry"],
-                                name="conv_in")
-        # The context network's gated blocks use a 3x3 gate conv (the coupling networks' use 1x1).
+        entry_scale = init_scales(config.init_scheme)["entry"]
+        self.conv_in = WNConv2D(config.width, 3, padding="same", init_scale=entry_scale, name="conv_in")
         self.blocks = [
-            GatedResidualBlock(self.width, precision=self.precision, dropout=self.dropout, gate_kernel_size=3,
-                               init_scheme=init_scheme, name=f"block_{i}")
-            for i in range(self.num_blocks)
+            GatedResidualBlock(config.width, name=f"block_{i}", **config.block_kwargs())
+            for i in range(config.num_blocks)
         ]
 
     def call(self, inputs, training=None):
@@ -67,9 +79,7 @@ class ContextNetwork(tf.keras.layers.Layer):
         return h
 
     def get_config(self):
-        return {**super().get_config(), "image_shape": list(self.image_shape), "width": self.width,
-                "num_blocks": self.num_blocks, "precision": self.precision, "dropout": self.dropout,
-                "init_scheme": self.init_scheme}
+        return {**super().get_config(), "image_shape": list(self.image_shape), "config": self.config.get_config()}
 
 
 @_serializable
@@ -79,32 +89,26 @@ class Dequantizer(tf.keras.layers.Layer):
     Args:
       image_shape: (H, W, C), W even.
       num_steps: coupling steps (Flow++: 4).
-      width, num_blocks, num_components: of each coupling network (Flow++: 120, 2, 8).
-      precision: of the residual blocks.
-      dropout: of the residual blocks (w32a32 only).
-      context_width, context_blocks: of the context network (Flow++: 32, 3).
-      attention_heads, init_scheme: of the coupling networks (init_scheme also of the
-        context network).
+      config: the `CouplingConfig` (or its dict; None: the defaults) of the coupling
+        networks (Flow++: width 120, 2 blocks, 8 components).
+      context_width, context_blocks: of the context network (Flow++: 32, 3), which takes
+        the rest of its config from `config` (`context_network_config`).
+      **kwargs: `CouplingConfig` fields (replacing the config's) and Keras layer arguments.
     """
 
-    def __init__(self, image_shape, num_steps=4, width=32, num_blocks=2, num_components=4,
-                 precision="w32a32", dropout=0.0, context_width=32, context_blocks=3, attention_heads=0,
-                 init_scheme="identity", **kwargs):
+    def __init__(self, image_shape, num_steps=4, config=None, context_width=32, context_blocks=3, **kwargs):
+        config = CouplingConfig.resolve(config, CouplingConfig.pop_fields(kwargs))
         super().__init__(**kwargs)
+        self.config = config
         self.image_shape = tuple(int(d) for d in image_shape)
         h, w, c = self.image_shape
-        self.num_steps, self.width, self.num_blocks = int(num_steps), int(width), int(num_blocks)
-        self.num_components, self.precision = int(num_components), parse_precision(precision).name
-        self.dropout = float(dropout)
+        self.num_steps = int(num_steps)
         self.context_width, self.context_blocks = int(context_width), int(context_blocks)
-        self.attention_heads = int(attention_heads)
-        self.init_scheme = init_scheme
-        self.context_network = ContextNetwork(self.image_shape, self.context_width, self.context_blocks,
-                                              self.precision, self.dropout, init_scheme, name="context")
-        self.steps = CouplingSteps((h, w // 2, 2 * c), self.num_steps, self.width, self.num_blocks,
-                                   self.num_components, self.precision, context=True,
-                                   dropout=self.dropout, attention_heads=self.attention_heads,
-                                   init_scheme=init_scheme, name="steps")
+        self.context_network = ContextNetwork(
+            self.image_shape, context_network_config(config, self.context_width, self.context_blocks),
+            name="context",
+        )
+        self.steps = CouplingSteps((h, w // 2, 2 * c), self.num_steps, config, context=True, name="steps")
 
     def _bijectors(self, x, training):
         split = stripe_split(self.image_shape)
@@ -124,8 +128,6 @@ class Dequantizer(tf.keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(), "image_shape": list(self.image_shape), "num_steps": self.num_steps,
-            "width": self.width, "num_blocks": self.num_blocks, "num_components": self.num_components,
-            "precision": self.precision, "dropout": self.dropout,
             "context_width": self.context_width, "context_blocks": self.context_blocks,
-            "attention_heads": self.attention_heads, "init_scheme": self.init_scheme,
+            "config": self.config.get_config(),
         }

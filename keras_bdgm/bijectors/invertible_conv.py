@@ -7,7 +7,8 @@ own c x c matrix W_g:
     log|det|: H * W * sum_g log|det W_g|
 
 Flow++ applies one matrix to each half of a coupling's input: G = 2. At init every
-W_g = I + 0.001 * N(0, 1) noise.
+W_g = I + 0.001 * N(0, 1) noise. The kernels live in a Keras layer
+(`InvertibleConv1x1Layer`) held by the bijector (its `layer`).
 
 #### Examples
 
@@ -21,6 +22,7 @@ W_g = I + 0.001 * N(0, 1) noise.
 
 import tensorflow as tf
 import tensorflow_probability as tfp
+
 
 tfb = tfp.bijectors
 _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
@@ -43,7 +45,7 @@ def log_abs_det(matrix):
 
 
 @_serializable
-class InvConvParams(tf.keras.layers.Layer):
+class InvertibleConv1x1Layer(tf.keras.layers.Layer):
     """The kernel [G, c, c] of `InvertibleConv1x1`, initialized to identity + noise.
 
     Args:
@@ -71,44 +73,50 @@ class InvConvParams(tf.keras.layers.Layer):
                 "noise": self.noise}
 
 
+@tf.keras.utils.register_keras_serializable(package="keras_bdgm", name="InvConvParams")
+class InvConvParams(InvertibleConv1x1Layer):
+    """Deprecated: `InvertibleConv1x1Layer` under its name before the rename, which .keras files saved
+    then hold (as this class, Keras finds their weights under its old snake_case name)."""
+
+
 class InvertibleConv1x1(tfb.Bijector):
     """Per-pixel channel mixing by G invertible c x c matrices.
 
     Args:
-      channels: C; creates a fresh `InvConvParams` when `params` is None.
-      groups: G (ignored when `params` is given).
-      params: an existing `InvConvParams` to share.
+      channels: C; creates a fresh `InvertibleConv1x1Layer` when `layer` is None.
+      groups: G (ignored when `layer` is given).
+      layer: an existing `InvertibleConv1x1Layer` to share.
     """
 
-    def __init__(self, channels=None, groups=1, params=None, validate_args=False,
+    def __init__(self, channels=None, groups=1, layer=None, validate_args=False,
                  name="invertible_conv_1x1"):
         parameters = dict(locals())
         with tf.name_scope(name) as name:
-            if params is None:
+            if layer is None:
                 if channels is None:
-                    raise ValueError("InvertibleConv1x1 needs channels= or params=.")
-                params = InvConvParams(channels, groups)
-            self.params = params
+                    raise ValueError("InvertibleConv1x1 needs channels= or layer=.")
+                layer = InvertibleConv1x1Layer(channels, groups)
+            self.layer = layer
             super().__init__(forward_min_event_ndims=3, validate_args=validate_args,
                              parameters=parameters, name=name)
 
     def _apply(self, x, kernel):
-        g = self.params.groups
+        g = self.layer.groups
         shape = tf.shape(x)
         grouped = tf.reshape(x, tf.concat([shape[:-1], [g, shape[-1] // g]], axis=0))
         return tf.reshape(tf.einsum("...gi,gij->...gj", grouped, kernel), shape)
 
     def _forward(self, x):
-        return self._apply(x, self.params.kernel)
+        return self._apply(x, self.layer.kernel)
 
     def _inverse(self, y):
-        return self._apply(y, tf.linalg.inv(self.params.kernel))
+        return self._apply(y, tf.linalg.inv(self.layer.kernel))
 
     def _ldj(self, t):
         shape = tf.shape(t)
         pixels = tf.cast(shape[-3] * shape[-2], t.dtype)
         # A tensor, not the variable: custom_gradient must not see a (mirrored) variable.
-        log_det = tf.reduce_sum(log_abs_det(tf.convert_to_tensor(self.params.kernel)))
+        log_det = tf.reduce_sum(log_abs_det(tf.convert_to_tensor(self.layer.kernel)))
         return tf.broadcast_to(pixels * log_det, shape[:-3])
 
     def _forward_log_det_jacobian(self, x):

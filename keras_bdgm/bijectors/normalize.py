@@ -5,13 +5,13 @@
 
 `keras_bdgm.initialize` sets, from the first batch it sees, log_scale = -log(std) and
 shift = -mean / std per element, so the output has mean 0 and standard deviation 1 over
-the batch. The variables live in a Keras layer (`NormalizeParams`) held by the bijector,
-so a Keras model that holds either trains them.
+the batch. The variables live in a Keras layer (`NormalizeLayer`) held by the bijector
+(its `layer`), so a Keras model that holds either trains them.
 
 #### Examples
 
     norm = Normalize(event_shape=(8, 4, 6))
-    keras_bdgm.initialize(norm.params, x)    # or through the model holding it
+    keras_bdgm.initialize(norm.layer, x)     # or through the model holding it
     y = norm.forward(x)
 
 #### References
@@ -29,7 +29,7 @@ _INIT_EPSILON = 1e-6
 
 
 @_serializable
-class NormalizeParams(DataDependentInit, tf.keras.layers.Layer):
+class NormalizeLayer(DataDependentInit, tf.keras.layers.Layer):
     """The log-scale and shift variables of `Normalize`, one per event element.
 
     Args:
@@ -56,42 +56,48 @@ class NormalizeParams(DataDependentInit, tf.keras.layers.Layer):
         return {**super().get_config(), "event_shape": list(self.event_shape)}
 
 
+@tf.keras.utils.register_keras_serializable(package="keras_bdgm", name="NormalizeParams")
+class NormalizeParams(NormalizeLayer):
+    """Deprecated: `NormalizeLayer` under its name before the rename, which .keras files saved
+    then hold (as this class, Keras finds their weights under its old snake_case name)."""
+
+
 class Normalize(tfb.Bijector):
     """y = x * exp(log_scale) + shift with per-element parameters and data-dependent init.
 
     Args:
-      event_shape: (H, W, C); creates a fresh `NormalizeParams` when `params` is None.
-      params: an existing `NormalizeParams` to share (e.g. one owned by a Keras model).
+      event_shape: (H, W, C); creates a fresh `NormalizeLayer` when `layer` is None.
+      layer: an existing `NormalizeLayer` to share (e.g. one owned by a Keras model).
     """
 
-    def __init__(self, event_shape=None, params=None, validate_args=False, name="normalize"):
+    def __init__(self, event_shape=None, layer=None, validate_args=False, name="normalize"):
         parameters = dict(locals())
         with tf.name_scope(name) as name:
-            if params is None:
+            if layer is None:
                 if event_shape is None:
-                    raise ValueError("Normalize needs event_shape=(H, W, C) or params=.")
-                params = NormalizeParams(event_shape)
-            self.params = params
+                    raise ValueError("Normalize needs event_shape=(H, W, C) or layer=.")
+                layer = NormalizeLayer(event_shape)
+            self.layer = layer
             super().__init__(
-                forward_min_event_ndims=len(params.event_shape),
+                forward_min_event_ndims=len(layer.event_shape),
                 validate_args=validate_args,
                 parameters=parameters,
                 name=name,
             )
 
     def _init(self, x):
-        self.params._maybe_data_dependent_init(x)  # pylint: disable=protected-access
+        self.layer._maybe_data_dependent_init(x)  # pylint: disable=protected-access
 
     def _forward(self, x):
         self._init(x)
-        return x * tf.exp(self.params.log_scale) + self.params.shift
+        return x * tf.exp(self.layer.log_scale) + self.layer.shift
 
     def _inverse(self, y):
-        return (y - self.params.shift) * tf.exp(-self.params.log_scale)
+        return (y - self.layer.shift) * tf.exp(-self.layer.log_scale)
 
     def _ldj(self, t):
-        batch_shape = tf.shape(t)[: tf.rank(t) - len(self.params.event_shape)]
-        return tf.broadcast_to(tf.reduce_sum(self.params.log_scale), batch_shape)
+        batch_shape = tf.shape(t)[: tf.rank(t) - len(self.layer.event_shape)]
+        return tf.broadcast_to(tf.reduce_sum(self.layer.log_scale), batch_shape)
 
     def _forward_log_det_jacobian(self, x):
         self._init(x)

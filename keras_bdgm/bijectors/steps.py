@@ -5,15 +5,17 @@ One step on a pair [H, W, 2c] (forward = the closed-form direction):
     Normalize (both halves) -> InvertibleConv1x1 (one c x c matrix per half)
     -> MixLogisticCoupling -> swap halves
 
-`CouplingSteps` owns the variables (Keras layers, so a model holding it tracks, trains and
-saves them) and hands out the bijectors bound to a context and a training flag.
+`CouplingSteps` owns the variables (the bijectors' Keras layers, so a model holding it
+tracks, trains and saves them) and hands out the bijectors bound to a context and a
+training flag. One `CouplingConfig` sets every step's coupling network.
 `forward_and_log_det` runs a list of bijectors forward, taking each coupling's output and
 log-det from one network evaluation (TFP's separate `forward` and
 `forward_log_det_jacobian` would run the network twice).
 
 #### Examples
 
-    steps = CouplingSteps((28, 14, 2), num_steps=4, width=32, num_blocks=2, num_components=4)
+    config = CouplingConfig(width=32, num_blocks=2, num_components=4)
+    steps = CouplingSteps((28, 14, 2), num_steps=4, config=config)
     bijectors = steps.bijectors(training=False)
     y, ldj = forward_and_log_det(bijectors, x)
     flow = chain(bijectors)                     # the same map as one tfb.Chain
@@ -22,18 +24,19 @@ log-det from one network evaluation (TFP's separate `forward` and
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_bdgm.bijectors.coupling import CouplingNetwork, MixLogisticCoupling
-from keras_bdgm.bijectors.invertible_conv import InvConvParams, InvertibleConv1x1
-from keras_bdgm.bijectors.normalize import Normalize, NormalizeParams
+from keras_bdgm.bijectors._compat import HideOnceFromKerasWalk, load_legacy_list_items
+from keras_bdgm.bijectors.config import CouplingConfig
+from keras_bdgm.bijectors.coupling import MixLogisticCoupling, MixLogisticCouplingLayer
+from keras_bdgm.bijectors.invertible_conv import InvertibleConv1x1, InvertibleConv1x1Layer
+from keras_bdgm.bijectors.normalize import Normalize, NormalizeLayer
 from keras_bdgm.bijectors.reshape import swap_halves
-from keras_bdgm.precision import parse as parse_precision
 
 tfb = tfp.bijectors
 _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
 
 
 def chain(bijectors, name="chain"):
-    """One `tfb.Chain` applying `bijectors` (listed in forward order) left to right."""
+    """One `tfb.Chain` of `bijectors` listed in forward order (see the package docstring)."""
     return tfb.Chain(list(reversed(bijectors)), name=name)
 
 
@@ -51,38 +54,31 @@ def forward_and_log_det(bijectors, x, event_ndims=3):
 
 
 @_serializable
-class CouplingSteps(tf.keras.layers.Layer):
+class CouplingSteps(HideOnceFromKerasWalk, tf.keras.layers.Layer):
     """The variables of `num_steps` Flow++ coupling steps on pairs of shape `pair_shape`.
 
     Args:
       pair_shape: (H, W, 2c) of the pair the steps act on.
       num_steps: coupling steps.
-      width, num_blocks, num_components, precision, dropout: of each `CouplingNetwork`.
+      config: the `CouplingConfig` (or its dict; None: the defaults) of every step's
+        `MixLogisticCouplingLayer`; they all hold this one object.
       context: whether the couplings take a context (the dequantizer's).
-      attention_heads, init_scheme: of each `CouplingNetwork`.
+      **kwargs: `CouplingConfig` fields (replacing the config's) and Keras layer arguments.
     """
 
-    def __init__(self, pair_shape, num_steps, width=32, num_blocks=2, num_components=4,
-                 precision="w32a32", context=False, dropout=0.0, attention_heads=0,
-                 init_scheme="identity", **kwargs):
+    def __init__(self, pair_shape, num_steps, config=None, context=False, **kwargs):
+        config = CouplingConfig.resolve(config, CouplingConfig.pop_fields(kwargs))
         super().__init__(**kwargs)
+        self.config = config
         self.pair_shape = tuple(int(d) for d in pair_shape)
         if len(self.pair_shape) != 3 or self.pair_shape[-1] % 2:
             raise ValueError(f"pair_shape must be (H, W, 2c), got {pair_shape!r}.")
-        self.num_steps, self.width, self.num_blocks = int(num_steps), int(width), int(num_blocks)
-        self.num_components = int(num_components)
-        self.precision = parse_precision(precision).name
-        self.context, self.dropout = bool(context), float(dropout)
-        self.attention_heads = int(attention_heads)
-        self.init_scheme = init_scheme
+        self.num_steps, self.context = int(num_steps), bool(context)
         c = self.pair_shape[-1] // 2
-        self.norms = [NormalizeParams(self.pair_shape, name=f"normalize_{i}") for i in range(self.num_steps)]
-        self.convs = [InvConvParams(2 * c, groups=2, name=f"inv_conv_{i}") for i in range(self.num_steps)]
+        self.norms = [NormalizeLayer(self.pair_shape, name=f"normalize_{i}") for i in range(self.num_steps)]
+        self.convs = [InvertibleConv1x1Layer(2 * c, groups=2, name=f"inv_conv_{i}") for i in range(self.num_steps)]
         self.networks = [
-            CouplingNetwork(c, self.width, self.num_blocks, self.num_components, self.precision,
-                            context=self.context, dropout=self.dropout,
-                            attention_heads=self.attention_heads, init_scheme=init_scheme,
-                            name=f"coupling_{i}")
+            MixLogisticCouplingLayer(c, config, context=self.context, name=f"coupling_{i}")
             for i in range(self.num_steps)
         ]
 
@@ -93,18 +89,21 @@ class CouplingSteps(tf.keras.layers.Layer):
         out = []
         for i, (norm, conv, net) in enumerate(zip(self.norms, self.convs, self.networks)):
             out += [
-                Normalize(params=norm, name=f"normalize_{i}"),
-                InvertibleConv1x1(params=conv, name=f"inv_conv_{i}"),
+                Normalize(layer=norm, name=f"normalize_{i}"),
+                InvertibleConv1x1(layer=conv, name=f"inv_conv_{i}"),
                 MixLogisticCoupling(net, context=context, training=training, name=f"coupling_{i}"),
                 swap_halves(self.pair_shape[-1], name=f"swap_{i}"),
             ]
         return out
 
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        # A .keras file saved before the renames holds the steps' layers under their old
+        # class names: load them from there (see keras_bdgm.bijectors._compat).
+        legacy = load_legacy_list_items(self, store)
+        if legacy:
+            self.hide_once(legacy)
+
     def get_config(self):
-        return {
-            **super().get_config(), "pair_shape": list(self.pair_shape), "num_steps": self.num_steps,
-            "width": self.width, "num_blocks": self.num_blocks,
-            "num_components": self.num_components, "precision": self.precision,
-            "context": self.context, "dropout": self.dropout, "attention_heads": self.attention_heads,
-            "init_scheme": self.init_scheme,
-        }
+        return {**super().get_config(), "pair_shape": list(self.pair_shape), "num_steps": self.num_steps,
+                "context": self.context, "config": self.config.get_config()}

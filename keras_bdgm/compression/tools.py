@@ -21,7 +21,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from keras_bdgm import data, experiment, memory, run_dir
+from keras_bdgm import data, memory, recipes, run_dir
 from keras_bdgm.compression.container import write_atomic
 
 _SPEC = re.compile(r"^(?P<name>.+?):(?P<split>\w+(\[[^\]]*\])?)$")
@@ -40,7 +40,7 @@ def load_model(model_dir=None, packed=None, image_shape=None, precision=None, pr
     if (model_dir is None) == (packed is None):
         raise ValueError("Pass exactly one of model_dir (a trained run folder) or packed (a .bdgm file).")
     if model_dir is not None:
-        return experiment.load_model(model_dir)
+        return run_dir.load_model(model_dir)
     folder = os.path.dirname(os.path.abspath(packed))
     report = {}
     for name in (run_dir.CONFIG_FILE, run_dir.REPORT_FILE):
@@ -52,7 +52,7 @@ def load_model(model_dir=None, packed=None, image_shape=None, precision=None, pr
     if image_shape is None:
         raise ValueError("Loading a packed model needs the image shape.")
     overrides = report.get("overrides", {}) if overrides is None else overrides
-    model = experiment.build_model(
+    model = recipes.build_model(
         "resnet_vae", tuple(image_shape), precision or report.get("precision", "w1a1"),
         preset or report.get("preset", "small"), **overrides)
     memory.load_packed(model, packed)

@@ -7,7 +7,10 @@ height, width and channel count: grey (PIL modes "L", "1") gives 1 channel, RGB 
 palette images give 3, RGBA gives 4. Other modes (16-bit, CMYK, grey+alpha) are refused
 with the fix.
 
-Split strings follow tfds's slicing: "train", "test", "train[:90%]", "train[-100:]".
+Split strings are those of `keras_bdgm.datasets.splits` (tfds's slicing): "train",
+"test", "train[:90%]", "train[-100:]". `FolderSource` is the folder as a dataset `Source`
+(what `keras_bdgm.data.resolve("folder:/data/pngs")` returns): it scans each sub-folder
+once and keeps the file list and image shape.
 
 #### Examples
 
@@ -17,15 +20,23 @@ from keras_bdgm.datasets import folder
 files, shape = folder.scan("/data/pngs")                # decodes every image once, checks sizes
 ds = folder.dataset(files, shape)                       # uint8 [H, W, C] per element
 files, shape = folder.resolve("/data/pngs", "train[:90%]")
+
+source = folder.FolderSource("/data/pngs")              # scans on first use, once
+source.image_shape("train"), source.num_examples("train[90%:]")
+ds = source.load("train[:90%]", batch_size=64)          # shuffled uint8 batches
 ```
 """
 
 import os
-import re
 from concurrent import futures
 
 import numpy as np
 import tensorflow as tf
+
+from keras_bdgm.datasets import splits
+from keras_bdgm.datasets.source import Source
+
+PREFIX = "folder:"  # a dataset name "folder:/path/to/images" names a folder
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 # PIL mode -> channels of the decoded uint8 image.
@@ -35,45 +46,6 @@ MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 4}
 # decoded once per process, however often its folder is scanned.
 _CHECKED = {}
 _SHOWN_BAD_FILES = 5
-
-_SPLIT_RE = re.compile(r"^\s*(\w+)\s*(?:\[\s*([^\]:]*?)\s*:\s*([^\]:]*?)\s*\])?\s*$")
-
-
-def parse_split(split: str):
-    """Returns (split name, start, end) from "name" or "name[start:end]" (ints or percents).
-
-    start/end are None, an int, or a string ending in "%".
-    """
-    match = _SPLIT_RE.match(str(split))
-    if not match:
-        raise ValueError(
-            f"Cannot parse split {split!r}; use a name such as 'train' or 'test', "
-            "optionally sliced like 'train[:90%]', 'train[90%:]' or 'train[:1000]'."
-        )
-    name, start, end = match.groups()
-    bounds = []
-    for bound in (start, end):
-        if bound is None or bound == "":
-            bounds.append(None)
-        elif re.fullmatch(r"-?\d+%", bound):
-            bounds.append(bound)
-        elif re.fullmatch(r"-?\d+", bound):
-            bounds.append(int(bound))
-        else:
-            raise ValueError(f"Cannot parse slice bound {bound!r} in split {split!r}.")
-    return name, bounds[0], bounds[1]
-
-
-def _slice(items, start, end):
-    n = len(items)
-
-    def index(bound):
-        if isinstance(bound, str):  # percent, rounded like tfds
-            return int(round(int(bound[:-1]) * n / 100.0))
-        return bound
-
-    return items[index(start) : index(end)]
-
 
 def list_images(path) -> list:
     """Returns the sorted image files (PNG/JPEG, any letter case) at the top of `path`."""
@@ -181,33 +153,100 @@ def scan(path, files=None):
 
 
 def split_folder(root, split):
-    """Returns (folder, slice start, slice end) that `split` names under `root`.
+    """Returns (folder, parsed split) for `split` under `root`: `root/<name>/` when that
+    sub-folder exists, otherwise `root` itself for "train".
 
-    `root/<name>/` when that sub-folder exists; otherwise `root` itself for "train".
+    Raises:
+      FileNotFoundError: `root` is not a folder.
+      ValueError: a malformed split, or a split other than "train" with no sub-folder.
     """
-    name, start, end = parse_split(split)
-    sub = os.path.join(root, name)
+    parsed = splits.parse(split)
+    sub = os.path.join(root, parsed.name)
     if os.path.isdir(sub):
-        return sub, start, end
+        return sub, parsed
     if not os.path.isdir(root):
         list_images(root)  # raises FileNotFoundError with the fix
-    if name == "train":
-        return root, start, end
+    if parsed.name == "train":
+        return root, parsed
     raise ValueError(
-        f"Image folder {root!r} has no {name!r} sub-folder. A flat folder holds one split, "
-        f"'train'; make sub-folders {root}/train and {root}/{name}, or slice the flat folder, "
+        f"Image folder {root!r} has no {parsed.name!r} sub-folder. A flat folder holds one split, "
+        f"'train'; make sub-folders {root}/train and {root}/{parsed.name}, or slice the flat folder, "
         "e.g. split='train[:90%]' and split='train[90%:]'."
     )
 
 
-def resolve(root, split):
-    """Returns (files, image_shape) of `split` ("train", "test[:50%]", ...) of the folder `root`."""
-    folder, start, end = split_folder(root, split)
-    files, shape = scan(folder)
-    files = _slice(files, start, end)
+def _select(root, split, parsed, files):
+    files = parsed.select(files, of=f"image folder {root!r}")
     if not files:
         raise ValueError(f"Split {split!r} of image folder {root!r} selects no images.")
-    return files, shape
+    return files
+
+
+def resolve(root, split):
+    """Returns (files, image_shape) of `split` ("train", "test[:50%]", ...) of the folder `root`."""
+    folder, parsed = split_folder(root, split)
+    files, shape = scan(folder)
+    return _select(root, split, parsed, files), shape
+
+
+class FolderSource(Source):
+    """The image folder `root` as a dataset `Source`, each sub-folder scanned once.
+
+    The scan (file list, image shape, every image checked) is kept for the life of the
+    object: create a new one to see files added or changed since.
+
+    Args:
+      root: the folder (`~` is expanded).
+      name: the dataset name, for messages (default "folder:<root>").
+
+    Raises:
+      ValueError: `root` is empty.
+    """
+
+    def __init__(self, root, name=None):
+        root = os.fspath(root)
+        if not root:
+            raise ValueError(f"Dataset {PREFIX!r} names no folder; use '{PREFIX}/path/to/images'.")
+        self.path = root
+        self.root = os.path.expanduser(root)
+        self.name = name if name is not None else PREFIX + root
+        self._scans = {}  # folder -> (files, image shape)
+
+    def _files(self, split):
+        """(files, image shape) of `split`, the folder scanned the first time only."""
+        folder, parsed = split_folder(self.root, split)
+        if folder not in self._scans:
+            self._scans[folder] = scan(folder)
+        files, shape = self._scans[folder]
+        return _select(self.root, split, parsed, files), shape
+
+    def files(self, split) -> list:
+        """The image files `split` selects, in sorted name order."""
+        return self._files(split)[0]
+
+    def image_shape(self, split="train"):
+        return self._files(split)[1]
+
+    def num_examples(self, split):
+        return len(self._files(split)[0])
+
+    def has_split(self, name):
+        return name == "train" or os.path.isdir(os.path.join(self.root, name))
+
+    def default_eval_split(self):
+        """"test" with a test/ sub-folder; else the last 10% of train, and a note saying so."""
+        if self.has_split("test"):
+            return "test", None
+        note = (
+            f"{self.path} has no test/ sub-folder: evaluated on its last 10% "
+            f"({splits.HELD_OUT[1]}), trained on the rest"
+        )
+        return splits.HELD_OUT[1], note
+
+    def read(self, split, *, shuffle=False, seed=None, limit=None):
+        del shuffle, seed  # files are read in order; `load` shuffles the examples
+        files, shape = self._files(split)
+        return dataset(files if limit is None else files[: int(limit)], shape)
 
 
 def dataset(files, image_shape) -> tf.data.Dataset:

@@ -46,14 +46,12 @@ Differences from the public code (tom-bird/binary-gen-models), kept on purpose:
     Binary Neural Networks. ICLR 2021. https://arxiv.org/abs/2010.13476
 """
 
-import math
-
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_bdgm.bijectors import (
-    CouplingSteps, Dequantizer, chain, channel_split, forward_and_log_det, logit_preprocess,
-    squeeze, standard_normal_log_prob, stripe_split,
+    CouplingConfig, CouplingSteps, Dequantizer, chain, channel_split, forward_and_log_det,
+    logit_preprocess, squeeze, standard_normal_log_prob, stripe_split,
 )
 from keras_bdgm.precision import parse as parse_precision
 from keras_bdgm.presets import resolve
@@ -76,6 +74,7 @@ PRESETS = {
         "context_blocks": 3,
         "dropout": 0.2,
         "attention_heads": 0,         # Flow++'s gated self-attention: off (as in the paper)
+        "fuse_negation": True,        # w1a1 blocks fold [x, -x] into their convs (same numbers, faster)
         "init_scheme": "reference",   # data-dependent init scales (keras_bdgm.init.INIT_SCHEMES);
                                       # measured better than "identity": BENCHMARKS.md, "Init schemes"
     },
@@ -100,27 +99,29 @@ _KERAS_KWARGS = ("name", "trainable", "dtype")
 
 @_serializable
 class MainFlow(tf.keras.layers.Layer):
-    """The main flow's variables (three stages of coupling steps) and its bijectors."""
+    """The main flow's variables (three stages of coupling steps) and its bijectors.
 
-    def __init__(self, image_shape, couplings=(4, 2, 3), width=120, num_blocks=10, num_components=8,
-                 precision="w32a32", dropout=0.0, attention_heads=0, init_scheme="identity", **kwargs):
+    Args:
+      image_shape: (H, W, C), H even, W divisible by 4.
+      couplings: coupling steps of the three stages.
+      config: the `CouplingConfig` (or its dict; None: the defaults) of every stage's
+        coupling networks (`coupling_config` makes it from a preset).
+      **kwargs: `CouplingConfig` fields (replacing the config's) and Keras layer arguments.
+    """
+
+    def __init__(self, image_shape, couplings=(4, 2, 3), config=None, **kwargs):
+        config = CouplingConfig.resolve(config, CouplingConfig.pop_fields(kwargs))
         super().__init__(**kwargs)
+        self.config = config
         self.image_shape = tuple(int(d) for d in image_shape)
-        self.attention_heads = int(attention_heads)
-        self.init_scheme = init_scheme
         self.couplings = tuple(int(n) for n in couplings)
         if len(self.couplings) != 3 or min(self.couplings) < 0:
             raise ValueError(f"couplings must be 3 non-negative step counts, got {couplings!r}.")
         h, w, c = self.image_shape
-        self.width, self.num_blocks, self.num_components = int(width), int(num_blocks), int(num_components)
-        self.precision, self.dropout = parse_precision(precision).name, float(dropout)
-        net = dict(width=self.width, num_blocks=self.num_blocks, num_components=self.num_components,
-                   precision=self.precision, dropout=self.dropout, attention_heads=self.attention_heads,
-                   init_scheme=init_scheme)
         self.stages = [
-            CouplingSteps((h, w // 2, 2 * c), self.couplings[0], name="stage_0", **net),
-            CouplingSteps((h // 2, w // 2, 4 * c), self.couplings[1], name="stage_1", **net),
-            CouplingSteps((h // 2, w // 4, 8 * c), self.couplings[2], name="stage_2", **net),
+            CouplingSteps((h, w // 2, 2 * c), self.couplings[0], config, name="stage_0"),
+            CouplingSteps((h // 2, w // 2, 4 * c), self.couplings[1], config, name="stage_1"),
+            CouplingSteps((h // 2, w // 4, 8 * c), self.couplings[2], config, name="stage_2"),
         ]
 
     @property
@@ -143,27 +144,43 @@ class MainFlow(tf.keras.layers.Layer):
         ]
 
     def get_config(self):
-        return {
-            **super().get_config(), "image_shape": list(self.image_shape), "couplings": list(self.couplings),
-            "width": self.width, "num_blocks": self.num_blocks, "num_components": self.num_components,
-            "precision": self.precision, "dropout": self.dropout, "attention_heads": self.attention_heads,
-            "init_scheme": self.init_scheme,
-        }
+        return {**super().get_config(), "image_shape": list(self.image_shape), "couplings": list(self.couplings),
+                "config": self.config.get_config()}
 
 
-def _stateless_seed(seed, model):
-    """An int32[2] seed for stateless random ops: fresh from `model.noise_seed()` when None,
-    else from an int (seed -> (seed, 0)) or the first two values of a pair (reproducible)."""
-    if seed is None:
-        return tf.cast(model.noise_seed(), tf.int32)
-    seed = tf.cast(tf.reshape(tf.convert_to_tensor(seed), [-1])[:2] if not isinstance(seed, int)
-                   else tf.constant([seed, 0]), tf.int32)
-    return tf.pad(seed, [[0, 2 - tf.size(seed)]])
+def coupling_config(preset, precision):
+    """The `CouplingConfig` of the main flow's coupling networks, from a resolved preset (a
+    dict of `PRESETS` fields) and the model's precision; the dequantizer's replaces width
+    and num_blocks with the preset's dequant_width and dequant_blocks."""
+    return CouplingConfig(
+        width=preset["width"], num_blocks=preset["num_blocks"], num_components=preset["num_components"],
+        precision=precision, dropout=preset["dropout"], attention_heads=preset["attention_heads"],
+        fuse_negation=preset["fuse_negation"], init_scheme=preset["init_scheme"],
+    )
 
 
-def _normal(shape, seed, model):
-    """Standard normal noise: fresh from `model.noise_seed()` or, with a seed, reproducible."""
-    return tf.random.stateless_normal(shape, seed=_stateless_seed(seed, model))
+_AUTO_SELECT = 3  # tf.random.Algorithm.AUTO_SELECT: Philox on CPU and GPU
+
+
+def _normal(shape, seed, offset=0):
+    """Standard normal noise of `shape` from an int32[2] `seed`, skipping `offset` values.
+
+    The result is values offset .. offset + size - 1 of the stream that
+    `tf.random.stateless_normal` draws for `seed` (row-major), i.e.
+
+        _normal(shape, seed, offset) == tf.reshape(
+            tf.random.stateless_normal([offset + size], seed)[offset:], shape)
+
+    without drawing the first `offset` values: Philox turns counter value c + g into values
+    4g .. 4g + 3 of the stream, so skipping is adding offset / 4 to the 128-bit counter (two
+    uint64 words, low first). `offset` (an int or an integer scalar tensor) must be a multiple
+    of 4; offset 0 is `tf.random.stateless_normal(shape, seed)` exactly.
+    """
+    key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=seed)
+    low = counter[0] + tf.cast(tf.cast(offset, tf.int64) // 4, tf.uint64)
+    counter = tf.stack([low, counter[1] + tf.cast(low < counter[0], tf.uint64)])
+    values = tf.raw_ops.StatelessRandomNormalV2(shape=shape, key=key, counter=counter, alg=_AUTO_SELECT)
+    return values * 1.0 + 0.0  # mean 0 and stddev 1, applied as in tf.random.stateless_normal
 
 
 @_serializable
@@ -182,6 +199,12 @@ class FlowPlusPlus(GenerativeModel):
       ValueError: unknown preset or override, bad precision or image shape.
     """
 
+    # jit_compile when `compile` is not given one (GenerativeModel.compile): the switch for
+    # XLA by default. Off: under XLA, TF 2.21's stateless random ops draw other noise than the
+    # tf.function step from the same seed, so XLA training does not give the same numbers
+    # (tests/test_xla.py; with the noise made the same, the XLA step matches).
+    default_jit_compile = False
+
     def __init__(self, image_shape, precision="w32a32", preset="small", clip_norm=1.0,
                  skip_threshold=100.0, **overrides):
         keras_kwargs = {k: overrides.pop(k) for k in _KERAS_KWARGS if k in overrides}
@@ -198,13 +221,12 @@ class FlowPlusPlus(GenerativeModel):
         self.overrides = dict(overrides)
         self.config = resolve(PRESETS, preset, overrides, model="FlowPlusPlus")
         cfg = self.config
-        self.main = MainFlow(self.image_shape, cfg["couplings"], cfg["width"], cfg["num_blocks"],
-                             cfg["num_components"], self.precision, cfg["dropout"],
-                             cfg["attention_heads"], cfg["init_scheme"], name="main_flow")
+        coupling = coupling_config(cfg, self.precision)
+        self.main = MainFlow(self.image_shape, cfg["couplings"], coupling, name="main_flow")
         self.dequantizer = Dequantizer(
-            self.image_shape, cfg["dequant_couplings"], cfg["dequant_width"], cfg["dequant_blocks"],
-            cfg["num_components"], self.precision, cfg["dropout"], cfg["context_width"],
-            cfg["context_blocks"], cfg["attention_heads"], cfg["init_scheme"], name="dequantizer",
+            self.image_shape, cfg["dequant_couplings"],
+            coupling.replace(width=cfg["dequant_width"], num_blocks=cfg["dequant_blocks"]),
+            context_width=cfg["context_width"], context_blocks=cfg["context_blocks"], name="dequantizer",
         )
         with tf.init_scope():  # create every variable now, so weights can be loaded at once
             self._log_weights(tf.zeros((1, *self.image_shape)), training=False, seed=0)
@@ -227,40 +249,44 @@ class FlowPlusPlus(GenerativeModel):
         """The generative bijector z -> dequantized pixels y in [0, 256) (one tfb.Bijector)."""
         return tfb.Invert(chain(self.main.bijectors(training=False), name="main_flow"), name="flowpp")
 
-    def _log_weights(self, x, training, seed=None):
-        """log p(x + u) - log q(u | x) per image, u from the dequantizer (x: float pixels)."""
-        eps = _normal(tf.shape(x), seed, self)
+    def _log_weights_from_noise(self, x, eps, training):
+        """log p(x + u) - log q(u | x) per row of x (float pixels), u from the dequantizer
+        with the standard normal noise eps [rows, H, W, C]."""
         u, log_q = self.dequantizer.sample(x, eps, training=training)
         z, ldj = forward_and_log_det(self.main.bijectors(training=training), x + u)
         return standard_normal_log_prob(z) + ldj - log_q
 
+    def _log_weights(self, x, training, seed=None):
+        """log p(x + u) - log q(u | x) per image, one u per image (x: float pixels); `seed`
+        as in `stateless_seed` (None: fresh noise from `noise_seed()`)."""
+        eps = _normal(tf.shape(x), self.stateless_seed(seed))
+        return self._log_weights_from_noise(x, eps, training)
+
     def call(self, inputs, training=None):
-        """Per-image single-sample negative bound in bits per dimension."""
+        """Per-image single-sample bound log p(x + u) - log q(u | x) in nats, u with fresh
+        noise (GenerativeModel's contract); bits/dim = -model(x) / (D ln 2)."""
         x = self.check_images(inputs)
-        return self.nats_to_bits_per_dim(-self._log_weights(x, training=bool(training)))
+        return self._log_weights(x, training=bool(training))
 
     def compute_losses(self, x, training=False):
         bpd = self.nats_to_bits_per_dim(-self._log_weights(x, training=training))
         return {"bits_per_dim": tf.reduce_mean(bpd)}
 
-    def log_prob(self, x, num_samples=1, seed=None):
-        """Per-image log-likelihood bound in nats, importance-weighted over num_samples.
+    def log_weights(self, context, seed, chunk):
+        """[chunk.size, N] log p(x + u_k) - log q(u_k | x) in nats, u_k ~ q(u | x).
 
-            log p(x) >= log (1/S) sum_s p(x + u_s) / q(u_s | x),   u_s ~ q(u | x)
-
-        Args:
-          x: uint8 images [N, H, W, C].
-          num_samples: S >= 1 (S = 1 is the variational bound).
-          seed: int (or pair of ints) to fix the dequantization noise; None draws fresh noise.
+        Sample k of image i is row k * N + i of the noise `tf.random.stateless_normal` draws
+        for [K * N, H, W, C] and `seed`, whatever the chunking (`_normal` skips to the chunk's
+        rows), so `log_prob` has the same noise for every `samples_per_chunk`.
         """
-        num_samples = int(num_samples)
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
-        x = self.check_images(x)
+        x = context
         n = tf.shape(x)[0]
-        tiled = tf.tile(x, [num_samples, 1, 1, 1])
-        log_w = tf.reshape(self._log_weights(tiled, training=False, seed=seed), [num_samples, n])
-        return tf.reduce_logsumexp(log_w, axis=0) - math.log(num_samples)
+        tiled = tf.tile(x, [chunk.size, 1, 1, 1])  # row = sample * N + image
+        # D = H * W * C is a multiple of 4 (W is), as `_normal`'s offset must be.
+        offset = tf.cast(chunk.start, tf.int64) * tf.cast(n, tf.int64) * self.num_dims
+        eps = _normal(tf.shape(tiled), seed, offset)
+        log_w = self._log_weights_from_noise(tiled, eps, training=False)
+        return tf.reshape(log_w, [chunk.size, n])
 
     def sample(self, n, temperature=1.0, seed=None, compiled=True):
         """n images, uint8 [n, H, W, C], from z ~ N(0, temperature^2 I) through `flow`.
@@ -268,7 +294,8 @@ class FlowPlusPlus(GenerativeModel):
         Args:
           n: number of images, >= 1.
           temperature: > 0; scales the prior's standard deviation.
-          seed: int (or pair of ints) for reproducible images; None draws fresh noise.
+          seed: an int s (the pair (s, 0)) or a pair of ints for reproducible images; None
+            draws fresh noise.
           compiled: run as a `tf.function` graph, traced once per n (temperature and the seed
             go in as tensors, so changing them does not retrace). False runs the same code
             eagerly: the reference path, giving the same images (up to float rounding that
@@ -279,7 +306,7 @@ class FlowPlusPlus(GenerativeModel):
           tf.errors.InvalidArgumentError: an inverse coupling's root finder did not converge.
         """
         self.check_sample_args(n, temperature)
-        seed = _stateless_seed(seed, self)  # drawn eagerly, so the noise generator advances once
+        seed = self.stateless_seed(seed)  # drawn eagerly, so the noise generator advances once
         temperature = tf.cast(temperature, tf.float32)
         run = self._sample_fn if compiled else self._sample_images
         return run(int(n), temperature, seed)

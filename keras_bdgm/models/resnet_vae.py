@@ -25,8 +25,11 @@ Losses (bits per dimension, D = H*W*C):
                  = -elbo / (D ln 2)                                          (evaluation)
     kl, distortion = the two parts of -elbo, in bits per dimension.
 
-`log_prob(x, num_samples=K)` is the ELBO at K = 1 and the importance-weighted bound
-log (1/K) sum_k exp(log p(x, z_k) - log q(z_k | x)) for K > 1, computed in chunks.
+`model(x)` is the single-sample ELBO per image in nats. `log_prob(x, num_samples=K)`
+(keras_bdgm.training.GenerativeModel) is the ELBO at K = 1 and the importance-weighted bound
+log (1/K) sum_k exp(log p(x, z_k) - log q(z_k | x)) for K > 1, computed in chunks of samples;
+this model supplies the log-weights (`log_weights`), sharing one bottom-up pass per batch
+between the chunks.
 
 Differences from the public code (tom-bird/binary-gen-models), kept on purpose:
 
@@ -64,9 +67,6 @@ Differences from the public code (tom-bird/binary-gen-models), kept on purpose:
     https://arxiv.org/abs/1509.00519
 """
 
-import math
-
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -111,8 +111,6 @@ PRESETS = {
 _POSITIVE_INTS = ("width", "latent_layers", "z_channels")
 _NON_NEGATIVE_INTS = ("processing_blocks", "blocks_per_layer")
 _LATENT_INIT_SCALE = 0.1
-# Rows (image x sample pairs) per chunk of the importance-weighted bound.
-_IWAE_CHUNK_ROWS = 1024
 
 
 def _check_hparams(config):
@@ -177,7 +175,7 @@ class ResNetVAE(GenerativeModel):
         self.precision = parse_precision(precision).name
         self.preset = preset
         self.overrides = dict(overrides)
-        self.hparams = config
+        self.config = config  # the resolved hyperparameters (`hparams`: deprecated alias)
         h, z = config["width"], config["z_channels"]
         self.latent_shape = (height // 2, width // 2, z)
         self.kl_min = float(config["kl_min"])
@@ -214,18 +212,10 @@ class ResNetVAE(GenerativeModel):
 
     @property
     def num_latent_layers(self):
+        """L, the latent layers; each holds `latent_shape` = (H/2, W/2, z_channels) per image."""
         return len(self.up_convs)
 
     # ---------------------------------------------------------------- the network
-
-    def _seed(self, seed=None):
-        """An int32[2] stateless seed: from an int or a pair (reproducible), or drawn
-        from `self.noise_seed()` when None (fresh, checkpointed noise)."""
-        if seed is None:
-            return self.noise_seed()
-        if not tf.is_tensor(seed) and np.ndim(seed) == 0:
-            seed = (0, int(seed))  # TFP treats a bare int as stateful; make it reproducible
-        return tfp.random.sanitize_seed(seed)
 
     @staticmethod
     def _scale_pixels(x):
@@ -269,7 +259,7 @@ class ResNetVAE(GenerativeModel):
     def initial_state(self, batch_size):
         """The top-down state d before the top layer: zeros [B, H/2, W/2, width]."""
         h2, w2, _ = self.latent_shape
-        return tf.zeros([batch_size, h2, w2, self.hparams["width"]])
+        return tf.zeros([batch_size, h2, w2, self.config["width"]])
 
     def top_down_params(self, l, d):
         """Layer l's (p_mean, p_raw, r_mean, r_raw), each [B, H/2, W/2, z], from state d."""
@@ -296,7 +286,7 @@ class ResNetVAE(GenerativeModel):
         first; without, z is drawn from the prior (scales times `temperature`).
         """
         n = self.num_latent_layers
-        seeds = tfp.random.split_seed(self._seed(seed), n=n)
+        seeds = tfp.random.split_seed(self.stateless_seed(seed), n=n)
         d = self.initial_state(batch_size)
         kls = [None] * n
         for l in reversed(range(n)):
@@ -317,7 +307,7 @@ class ResNetVAE(GenerativeModel):
     def _forward(self, x_scaled, training=False, seed=None):
         """One posterior sample: (log p(x|z) [B], KL maps per layer, logistic means).
 
-        `seed`: an int, a pair or None, as in `_seed`."""
+        `seed`: an int, a pair or None (`GenerativeModel.stateless_seed`)."""
         up = self._bottom_up(x_scaled, training=training)
         means, kls = self._top_down(tf.shape(x_scaled)[0], up, seed=seed, training=training)
         log_px = tf.reduce_sum(self.likelihood(means).log_prob(x_scaled), axis=[1, 2, 3])
@@ -328,7 +318,8 @@ class ResNetVAE(GenerativeModel):
         return tf.add_n([tf.reduce_sum(kl, axis=[1, 2, 3]) for kl in kls])
 
     def call(self, inputs, training=None):
-        """Single-sample ELBO per image in nats ([B]); `initialize` uses this pass."""
+        """Single-sample ELBO log p(x|z) - KL per image in nats ([B]), fresh noise from
+        `noise_seed()`; `initialize` uses this pass."""
         x = self._scale_pixels(self.check_images(inputs))
         log_px, kls, _ = self._forward(x, training=training)
         return log_px - self._total_kl(kls)
@@ -362,40 +353,29 @@ class ResNetVAE(GenerativeModel):
         log_px = tf.reduce_sum(self.likelihood(means).log_prob(x_scaled), axis=[1, 2, 3])
         return log_px - self._total_kl(kls)
 
-    def log_prob(self, x, num_samples=1, seed=None, samples_per_chunk=None):
-        """Per-image lower bound on log p(x) in nats: ELBO (K = 1) or IWAE bound (K > 1).
+    def importance_context(self, x):
+        """(x scaled to [-1, 1], the bottom-up pass's posterior parameters): computed once
+        per batch and shared by every chunk of the importance-weighted bound."""
+        x_scaled = self._scale_pixels(x)
+        return x_scaled, self._bottom_up_fn(x_scaled)
 
-            log p(x) >= log (1/K) sum_k exp(log p(x | z_k) + log p(z_k) - log q(z_k | x))
+    def log_weights(self, context, seed, chunk):
+        """[chunk.size, N] log p(x, z_k) - log q(z_k | x) in nats, z_k ~ q(z | x).
 
-        The bound does not decrease in K. The K samples are drawn in chunks of
-        `samples_per_chunk` (default: about 1024 rows per chunk), so K = 1000 fits in memory.
-
-        Args:
-          x: uint8 images [N, H, W, C].
-          num_samples: K >= 1.
-          seed: an int or a pair of ints for a reproducible bound; None draws fresh noise.
-          samples_per_chunk: samples per image evaluated at once.
+        Chunk c of C draws its samples with the c-th of the C seeds that
+        `tfp.random.split_seed(seed, n=C)` splits from the call's seed, on the batch tiled
+        chunk.size times (row = sample * N + image): so the noise of a sample depends on the
+        chunking (`samples_per_chunk`), the bound's distribution does not.
         """
-        num_samples = int(num_samples)
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
-        x = self._scale_pixels(self.check_images(x))
-        batch = int(x.shape[0]) if x.shape[0] is not None else None
-        if samples_per_chunk is None:
-            samples_per_chunk = max(1, _IWAE_CHUNK_ROWS // max(batch or 1, 1))
-        samples_per_chunk = min(int(samples_per_chunk), num_samples)
-        if samples_per_chunk < 1:
-            raise ValueError(f"samples_per_chunk must be >= 1, got {samples_per_chunk}.")
-        up = self._bottom_up_fn(x)
-        starts = range(0, num_samples, samples_per_chunk)
-        seeds = tfp.random.split_seed(self._seed(seed), n=len(starts))
-        chunk_bounds = []
-        for start, chunk_seed in zip(starts, tf.unstack(seeds)):
-            k = min(samples_per_chunk, num_samples - start)
-            tiled = [tf.tile(t, [k, 1, 1, 1]) for t in [x] + up]  # row = sample * N + image
-            log_w = self._log_weights_fn(tiled[0], tiled[1:], chunk_seed)
-            chunk_bounds.append(tf.reduce_logsumexp(tf.reshape(log_w, [k, -1]), axis=0))
-        return tf.reduce_logsumexp(tf.stack(chunk_bounds), axis=0) - math.log(num_samples)
+        x_scaled, up = context
+        seeds = tfp.random.split_seed(seed, n=chunk.count)
+        if tf.is_tensor(chunk.index):
+            chunk_seed = tf.gather(tf.stack(seeds), chunk.index)
+        else:
+            chunk_seed = seeds[chunk.index]
+        tiled = [tf.tile(t, [chunk.size, 1, 1, 1]) for t in [x_scaled, *up]]
+        log_w = self._log_weights_fn(tiled[0], tiled[1:], chunk_seed)
+        return tf.reshape(log_w, [chunk.size, -1])
 
     # ---------------------------------------------------------------- images out
 
@@ -408,7 +388,8 @@ class ResNetVAE(GenerativeModel):
         Args:
           n: number of images, >= 1.
           temperature: > 0.
-          seed: an int or a pair of ints for reproducible images; None draws fresh noise.
+          seed: an int s (the pair (s, 0)) or a pair of ints for reproducible images; None
+            draws fresh noise.
           sample_pixels: draw pixels from the likelihood instead of taking its mode.
           compiled: run as a `tf.function` graph, traced once per (n, sample_pixels);
             temperature and the seed go in as tensors, so changing them does not retrace.
@@ -418,11 +399,8 @@ class ResNetVAE(GenerativeModel):
         Raises:
           ValueError: n < 1 or temperature <= 0.
         """
-        if int(n) < 1:
-            raise ValueError(f"n must be >= 1, got {n!r}.")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}.")
-        seed = tf.cast(self._seed(seed), tf.int32)  # drawn eagerly: the noise generator advances once
+        self.check_sample_args(n, temperature)
+        seed = self.stateless_seed(seed)  # drawn eagerly: the noise generator advances once
         run = self._sample_fn if compiled else self._sample_images
         return run(int(n), tf.cast(temperature, tf.float32), seed, bool(sample_pixels))
 

@@ -75,7 +75,7 @@ def load(name, precision=None, dataset=None, directory=None):
       ValueError (`keras_bdgm.errors.ConfigError`): a damaged or mismatched packed file, or
         a bad name.
     """
-    from keras_bdgm import experiment  # the model registry (imports the model classes)
+    from keras_bdgm.recipes import build_model  # imports the model classes
 
     model, precision, dataset = parse_name(name, precision, dataset)
     directory = pathlib.Path(directory or DIRECTORY)
@@ -92,7 +92,7 @@ def load(name, precision=None, dataset=None, directory=None):
     for key in _RECORD_KEYS:
         if key not in record:
             raise ValueError(f"{record_path} lacks {key!r}; the record is damaged.")
-    net = experiment.build_model(record["model"], tuple(record["image_shape"]), record["precision"],
+    net = build_model(record["model"], tuple(record["image_shape"]), record["precision"],
                                  record["preset"], **record["overrides"])
     try:
         memory.load_packed(net, str(packed_path))
@@ -123,16 +123,16 @@ def save(model, record, directory=None):
 def export_run(model_dir, directory=None, extra=None):
     """Packs the finished training run in `model_dir` (its model.keras and report.json)
     into `directory` with a record built from the report; returns the packed path."""
-    from keras_bdgm import data, experiment
+    from keras_bdgm import data, run_dir
 
-    with open(os.path.join(model_dir, experiment.REPORT_FILE)) as f:
+    with open(os.path.join(model_dir, run_dir.REPORT_FILE)) as f:
         report = json.load(f)
-    model = experiment.load_model(model_dir)
+    model = run_dir.load_model(model_dir)
     record = {
         "model": report["model"], "precision": report["precision"], "dataset": report["dataset"],
         "image_shape": builtins.list(data.image_shape(report["dataset"])), "preset": report["preset"],
         "overrides": report["overrides"],
-        **{k: report[k] for k in ("test_bits_per_dim", "eval_split", "eval_examples", "batch_size", "epochs",
+        **{k: report[k] for k in ("test_bits_per_dim", "eval_split", "eval_examples", "eval_batch_size", "batch_size", "epochs",
                                   "steps_per_epoch", "seed", "parameters", "binary_share") if k in report},
         **(extra or {}),
     }

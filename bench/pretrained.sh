@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The shipped models: train every precision of MODEL side by side on Fashion-MNIST with the
+# same step budget and the model's training recipe, then the figures, the samples and the
+# packed 1-bit models in keras_bdgm/pretrained/. RUNS (default runs/pretrained) holds the
+# run folders.
+#
+#   bash bench/pretrained.sh resnet_vae train    # w32a32, w1a32, w1a1 (about 65 min on 2 cores)
+#   bash bench/pretrained.sh resnet_vae finish   # after they end: IWAE (K=1000), figures, files
+#   bash bench/pretrained.sh flowpp train        # w32a32, w1a1 (about 75 min on 2 cores)
+#   bash bench/pretrained.sh flowpp finish
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=${1:-}
+RUNS=${RUNS:-runs/pretrained}
+PY=${PY:-.venv/bin/python}
+case "$MODEL" in  # the configuration each width search chose (BENCHMARKS.md), and the budget
+  resnet_vae) PRECISIONS="w32a32 w1a32 w1a1"; OVERRIDES='{"width": 32}'; EPOCHS=60; EVERY=100
+              TITLE="ResNet VAE (width 32) on Fashion-MNIST"; PREFIX=vae ;;
+  flowpp)     PRECISIONS="w32a32 w1a1"; OVERRIDES='{"width": 16}'; EPOCHS=40; EVERY=250
+              TITLE="Flow++ (width 16) on Fashion-MNIST"; PREFIX=flowpp ;;
+  *) echo "usage: $0 resnet_vae|flowpp train|finish" >&2; exit 2 ;;
+esac
+run() { echo "$RUNS/${PREFIX}_fmnist_$1"; }
+mkdir -p "$RUNS"
+case "${2:-}" in
+  train)
+    for p in $PRECISIONS; do
+      nohup "$PY" examples/train.py --model=$MODEL --precision=$p --preset=small \
+        --overrides="$OVERRIDES" --dataset=fashion_mnist --train_split='train[:90%]' \
+        --validation_split='train[90%:]' --validation_examples=1000 --validation_every=$EVERY \
+        --batch_size=128 --epochs=$EPOCHS --steps_per_epoch=100 --seed=0 \
+        --model_dir="$(run $p)" > "$(run $p).log" 2>&1 &
+    done
+    echo "training in the background; logs in $RUNS/*.log" ;;
+  finish)
+    for p in $PRECISIONS; do
+      if [ "$MODEL" = resnet_vae ]; then  # IWAE, K = 1000, and the ELBO, on the first 1,000 test images
+        "$PY" examples/evaluate.py --model_dir="$(run $p)" --split=test --eval_examples=1000 \
+          --num_samples=1000 --eval_batch_size=100 | tee "$(run $p)/iwae_k1000.json"
+        "$PY" examples/evaluate.py --model_dir="$(run $p)" --split=test --eval_examples=1000 \
+          --num_samples=1 --eval_batch_size=100 | tee "$(run $p)/elbo_first1000.json"
+      fi
+      "$PY" examples/sample.py --model_dir="$(run $p)" --num=64 --seed=0 --out="docs/samples_${MODEL}_$p.png"
+    done
+    "$PY" bench/plot_curves.py --out="docs/curves_$MODEL.png" --json="bench/curves_$MODEL.json" \
+      --title="$TITLE" $(for p in $PRECISIONS; do echo "$p=$(run $p)"; done)
+    for p in $PRECISIONS; do  # the packed 1-bit models and their records
+      [ "$p" = w32a32 ] && continue
+      "$PY" - "$(run $p)" "$MODEL" <<'PYEOF'
+import json, os, sys
+import keras_bdgm
+run, model = sys.argv[1], sys.argv[2]
+report = json.load(open(f"{run}/report.json"))
+extra = {"steps": report["epochs"] * report["steps_per_epoch"], "wall_time_s": round(report["wall_time_s"], 1),
+         "eval_split": "test", "reproduce": f"bash bench/pretrained.sh {model} train; bash bench/pretrained.sh {model} finish"}
+for key, name in (("iwae_k1000_bits_per_dim_first_1000_test", "iwae_k1000.json"),
+                  ("elbo_bits_per_dim_first_1000_test", "elbo_first1000.json")):
+    if os.path.exists(f"{run}/{name}"):  # the bounds measured above
+        extra[key] = json.loads(open(f"{run}/{name}").read().strip().splitlines()[-1])["bits_per_dim"]
+print(keras_bdgm.pretrained.export_run(run, extra=extra))
+PYEOF
+    done ;;
+  *) echo "usage: $0 resnet_vae|flowpp train|finish" >&2; exit 2 ;;
+esac

@@ -1,0 +1,85 @@
+"""The models `train` knows and the paper's training recipe of each: one home for both.
+
+    recipe = RECIPES["resnet_vae"]      # Recipe(model_class="ResNetVAE", learning_rate=0.002, ...)
+    model = build_model("resnet_vae", (28, 28, 1), precision="w1a1", preset="small", width=32)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate("resnet_vae")))
+
+The recipes are those of the paper's public code (the VAE's from its train_rvae.py, the
+flow's from train_flow.py; see docs/ARCHITECTURE.md):
+
+| model      | Adam learning rate                                | batch | init batches |
+|------------|---------------------------------------------------|-------|--------------|
+| flowpp     | 1e-3, constant                                    | 128   | 25           |
+| resnet_vae | 2e-3, x0.999995 per step, floor 5e-4              | 128   | 2            |
+
+Both clip the global gradient norm to 1.0 and skip an update whose norm is above a bound
+(100 for the flow, 1e5 for the VAE); those two belong to the models' train step and are
+their constructors' defaults (`FlowPlusPlus(clip_norm=..., skip_threshold=...)`, the VAE's
+presets).
+"""
+
+import dataclasses
+
+import keras_bdgm.models
+from keras_bdgm.errors import ConfigError
+from keras_bdgm.schedules import ExponentialDecayWithFloor
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a model is trained.
+
+    Attributes:
+      model_class: the class's name in `keras_bdgm.models`.
+      learning_rate: Adam's (initial) learning rate.
+      decay: None (constant) or (factor per step, floor) of an exponential decay.
+      init_batches: batches of the data-dependent init (capped at 512 images by `train`).
+      batch_size: the paper's global batch size.
+    """
+
+    model_class: str
+    learning_rate: float
+    decay: tuple | None
+    init_batches: int
+    batch_size: int = 128
+
+    @property
+    def model_type(self):
+        """The model's class."""
+        return getattr(keras_bdgm.models, self.model_class)
+
+
+RECIPES = {
+    "flowpp": Recipe("FlowPlusPlus", learning_rate=1e-3, decay=None, init_batches=25),
+    "resnet_vae": Recipe("ResNetVAE", learning_rate=2e-3, decay=(0.999995, 5e-4), init_batches=2),
+}
+
+
+def check_choice(kind, value, choices):
+    """Raises ConfigError unless `value` is one of `choices` (the message lists them)."""
+    if value not in choices:
+        raise ConfigError(f"Unknown {kind} {value!r}; expected one of: {', '.join(choices)}.")
+
+
+def recipe(model):
+    """The `Recipe` of `model` ("flowpp" or "resnet_vae"); ConfigError for another name."""
+    check_choice("model", model, tuple(RECIPES))
+    return RECIPES[model]
+
+
+def build_model(model, image_shape, precision="w32a32", preset="small", **overrides):
+    """Builds `model` ("flowpp" or "resnet_vae") for images of `image_shape`."""
+    return recipe(model).model_type(image_shape, precision=precision, preset=preset, **overrides)
+
+
+def learning_rate(model, value=None):
+    """The recipe's learning rate (schedule) of `model`, or the constant `value` if given."""
+    spec = recipe(model)
+    if value is not None:
+        if not value > 0:
+            raise ValueError(f"learning_rate must be > 0, got {value!r}.")
+        return float(value)
+    if spec.decay is None:
+        return spec.learning_rate
+    decay, floor = spec.decay
+    return ExponentialDecayWithFloor(spec.learning_rate, decay, floor)
