@@ -37,9 +37,10 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from keras_bdgm.training import (
-    ImportanceChunk, check_num_samples, check_positive_int, images_from, importance_bound, importance_chunks,
+from keras_bdgm.importance import (
+    ImportanceChunk, check_num_samples, check_positive_int, importance_bound, importance_chunks,
 )
+from keras_bdgm.training import images_from
 
 # Images per evaluation batch where nothing else is given (the fastest on 2 CPU cores for the
 # small presets of both models; larger batches are no faster).

@@ -27,175 +27,26 @@ Example:
                                dataset="fashion_mnist", epochs=1, model_dir="runs/a"))
 """
 
-import dataclasses
 import json
 import math
-import sys
 
 import numpy as np
 import tensorflow as tf
 
 import keras_bdgm
-from keras_bdgm import data as bdgm_data
 from keras_bdgm import outputs, run_dir, strategies
 from keras_bdgm.callbacks import run_callbacks
-from keras_bdgm.errors import ConfigError, DataNotFoundError, DivergedError
-from keras_bdgm.evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVAL_BATCH_SIZE
+from keras_bdgm.errors import ConfigError, DivergedError
+from keras_bdgm.evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVAL_BATCH_SIZE  # noqa: F401
 from keras_bdgm.evaluation import evaluate_bits_per_dim
-from keras_bdgm.precision import parse as parse_precision
-from keras_bdgm.presets import resolve as resolve_preset
-from keras_bdgm.recipes import RECIPES, build_model, check_choice, learning_rate, recipe  # noqa: F401
+from keras_bdgm.recipes import RECIPES, build_model, learning_rate, recipe  # noqa: F401
+from keras_bdgm.run_data import RunData
 from keras_bdgm.run_dir import REPORT_FILE, load_model  # noqa: F401
-from keras_bdgm.strategies import STRATEGIES, get_strategy
+from keras_bdgm.strategies import STRATEGIES, get_strategy  # noqa: F401
+from keras_bdgm.train_config import TrainConfig
 from keras_bdgm.validation import ValidationCurve
 
 MODELS = RECIPES  # the model names train knows, with their recipes
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything `train` needs; examples/train.py maps its flags onto these fields."""
-
-    model: str = "flowpp"
-    precision: str = "w1a1"
-    preset: str = "small"
-    dataset: str = "fashion_mnist"
-    epochs: int = 1
-    steps_per_epoch: int = 100
-    batch_size: int = 64
-    learning_rate: float | None = None
-    model_dir: str = "runs/default"
-    seed: int = 0
-    strategy: str = "default"
-    tpu: str | None = None
-    data_dir: str | None = None
-    manual_dir: str | None = None
-    eval_examples: int | None = None
-    eval_batch_size: int | None = None  # default: DEFAULT_EVAL_BATCH_SIZE
-    eval_split: str | None = None  # default: "test", or the last 10% of a flat image folder
-    train_split: str | None = None  # default: "train", or the rest of train beside eval_split
-    validation_split: str | None = None
-    validation_examples: int = 1000
-    validation_every: int = 0
-    init_examples: int | None = None
-    num_samples_grid: int = 64
-    overrides: dict = dataclasses.field(default_factory=dict)
-    overwrite: bool = False
-    verbose: int = 1
-
-    def validate(self):
-        """Raises ConfigError for a bad setting (all that can be checked without the data)."""
-        check_choice("model", self.model, tuple(RECIPES))
-        check_choice("strategy", self.strategy, STRATEGIES)
-        try:
-            parse_precision(self.precision)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        for name in ("epochs", "steps_per_epoch", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value!r}; pass a whole number, e.g. --{name}=8.")
-        for name in ("eval_examples", "eval_batch_size", "init_examples", "validation_examples"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be >= 1 (or unset), got {value!r}; pass a whole number.")
-        if not isinstance(self.overrides, dict):
-            raise ConfigError(
-                "--overrides must be a JSON object of preset hyperparameters, e.g. "
-                f"'{{\"width\": 48}}', got {json.dumps(self.overrides)}."
-            )
-        if self.validation_every and not self.validation_split:
-            raise ConfigError("validation_every > 0 needs a validation_split, e.g. --validation_split='train[90%:]'.")
-        model_class = recipe(self.model).model_type
-        try:
-            resolve_preset(sys.modules[model_class.__module__].PRESETS, self.preset, self.overrides,
-                           model=model_class.__name__)
-            learning_rate(self.model, self.learning_rate)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        run_dir.check_model_dir(self.model_dir)
-
-    @property
-    def eval_batch(self):
-        """Images per evaluation batch: `eval_batch_size`, else DEFAULT_EVAL_BATCH_SIZE."""
-        return self.eval_batch_size or DEFAULT_EVAL_BATCH_SIZE
-
-    def resolved(self):
-        """A copy with the train and evaluation splits filled in; validates it first."""
-        self.validate()
-        try:
-            train_split, eval_split, _ = bdgm_data.train_and_eval_splits(
-                self.dataset, self.train_split, self.eval_split)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        return dataclasses.replace(self, train_split=train_split, eval_split=eval_split)
-
-    def settings(self):
-        """The run's settings as stored in its folder (run.json)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("overwrite", "verbose")}
-
-
-class RunData:
-    """The data a run reads (training, evaluation, validation and init batches), checked once.
-
-    Raises ConfigError / DataNotFoundError at construction, before anything is trained or
-    written, when a split the run reads is missing or its images differ in shape.
-    """
-
-    def __init__(self, config):
-        self.config = config
-        try:
-            self.source = bdgm_data.resolve(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir)
-            self.image_shape = self.source.image_shape(config.train_split)
-            for use, split in (("evaluation", config.eval_split), ("validation", config.validation_split)):
-                if split is None or (use == "validation" and not config.validation_every):
-                    continue
-                self.source.num_examples(split)  # prepares the data once and checks the slice
-                other = self.source.image_shape(split)
-                if other != self.image_shape:
-                    raise ValueError(
-                        f"The {use} split {split!r} holds {other} images, the training split {self.image_shape}.")
-        except FileNotFoundError as err:
-            raise DataNotFoundError(str(err)) from None
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-
-    def _load(self, split, batch_size, shuffle=False, **kwargs):
-        return self.source.load(split, batch_size, shuffle=shuffle, **kwargs)
-
-    def train(self, skip_batches=0):
-        """Shuffled training batches, repeated; a resumed run skips the batches it trained.
-
-        Batches are global batches (`batch_size` images). Under a multi-worker strategy every
-        worker runs this same seeded pipeline and tf.data shards it by DATA (not by FILE: tfds
-        splits may be one file, fewer than the workers): each global batch is split into
-        per-replica batches in order and worker w keeps those of its replicas. So at every
-        step the workers see disjoint parts of one global batch (each worker reads all the
-        data and drops the others' parts), and their union, in replica order, is the batch a
-        single process with the same replicas trains on (tests/test_multi_worker.py).
-        """
-        c = self.config
-        ds = self._load(c.train_split, c.batch_size, shuffle=True, seed=c.seed, drop_remainder=True).repeat()
-        ds = ds.skip(skip_batches) if skip_batches else ds
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return ds.with_options(options)
-
-    def evaluation(self):
-        c = self.config
-        return self._load(c.eval_split, c.eval_batch, limit=c.eval_examples)
-
-    def validation_images(self):
-        """The validation curve's images, as one uint8 array."""
-        c = self.config
-        ds = self._load(c.validation_split, c.validation_examples, limit=c.validation_examples)
-        return np.concatenate([np.asarray(b) for b in ds])
-
-    def init_batch(self):
-        """One batch for the data-dependent init: the recipe's batches, at most 512 images."""
-        c = self.config
-        n = c.init_examples or min(recipe(c.model).init_batches * c.batch_size, 512)
-        return next(iter(self._load(c.train_split, n, shuffle=True, seed=c.seed + 1)))
 
 
 def check_data(config):

@@ -11,36 +11,11 @@ once:
   the `grad_norm` metric). The skip is decided in cross-replica context after the gradients
   are summed over replicas, so it also holds under `tf.distribute` strategies.
 * `log_prob(x, num_samples, seed, samples_per_chunk)`: the importance-weighted bound from
-  the model's per-sample log-weights, in chunks of samples (below).
+  the model's per-sample log-weights, in chunks of samples.
 * `bits_per_dim(x, ...)`: -log_prob / (D ln 2), D = H * W * C.
 
-#### The importance-weighted bound
-
-With log-weights log w_k = log p(x, z_k) - log q(z_k | x), z_k ~ q(z | x) (for Flow++, z is
-the dequantization noise u and p(x, u) = p(x + u)):
-
-    log p(x) >= log (1/K) sum_k w_k = logsumexp_k(log w_k) - log K
-
-(K = 1 is the ELBO; the bound does not decrease in K [Burda et al. 2015]). The K samples are
-drawn in chunks of `samples_per_chunk` per image (default: `IWAE_CHUNK_ROWS` // N, at least
-1, so a chunk holds about 1024 image-sample rows and K = 1000 fits in memory); each chunk is
-reduced to logsumexp over its samples and the chunks' results are reduced again:
-
-    bound = logsumexp_c( logsumexp_{k in c} log w_k ) - log K
-
-#### Seeds
-
-Every method that draws noise takes `seed`, read the same way by every model
-(`stateless_seed`):
-
-* None: a fresh int32[2] seed from `model.noise_seed()` (the model's checkpointed generator
-  advances; training and `model(x)` use this).
-* a pair (a, b) of ints (or an int32/int64 tensor of shape [2]): used as it is, [a, b].
-* an int s (or a 0-d integer array or tensor): the pair (s, 0).
-
-The int32[2] seed of one `log_prob` call is shared by all of its chunks; each model derives
-a chunk's noise from it and the chunk's position, so the bound for a given seed does not
-depend on how (or whether) the calls are compiled.
+The importance-weighted bound is in `keras_bdgm.importance`, the seed rule in
+`keras_bdgm.seeds` and the skipped update in `keras_bdgm.updates`.
 
 Example:
 
@@ -53,200 +28,19 @@ Example:
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
     model.fit(uint8_images_dataset, epochs=10)
     model.log_prob(images, num_samples=100, seed=0)   # [N] nats
-
-#### References
-[1] Burda, Grosse, Salakhutdinov. Importance Weighted Autoencoders. 2015.
-    https://arxiv.org/abs/1509.00519
 """
 
 import math
-import operator
-from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from keras_bdgm.images import check_images
-
-# Image-sample rows per chunk of the importance-weighted bound, by default.
-IWAE_CHUNK_ROWS = 1024
-
-
-def stateless_seed(seed):
-    """The int32[2] seed for `tf.random.stateless_*` ops from an int or a pair of ints.
-
-    Args:
-      seed: a pair (a, b) of ints, an integer array or tensor of shape [2] (-> [a, b]), or an
-        int / 0-d integer array or tensor s (-> [s, 0]).
-        Values are cast to int32 (larger ints wrap, as `tf.cast` does).
-
-    Returns:
-      An int32 tensor of shape [2].
-
-    Raises:
-      ValueError: `seed` is not integer-valued, or not a scalar or a pair.
-
-    Example:
-
-        stateless_seed(7)           # [7, 0]
-        stateless_seed((3, 4))      # [3, 4]
-    """
-    if not tf.is_tensor(seed):
-        array = np.asarray(seed)
-        if array.dtype.kind not in "iu":
-            raise ValueError(f"A seed is an int, a pair of ints or None; got {seed!r}.")
-        seed = tf.constant(array)
-    elif not seed.dtype.is_integer:
-        raise ValueError(f"A seed tensor must have an integer dtype, got {seed.dtype.name}.")
-    if seed.shape.rank == 0:
-        seed = tf.stack([seed, tf.zeros_like(seed)])
-    elif seed.shape.rank is not None and (seed.shape.rank != 1 or seed.shape[0] not in (None, 2)):
-        raise ValueError(f"A seed is an int or a pair of ints; got shape {seed.shape.as_list()}.")
-    return tf.cast(seed, tf.int32)
-
-
-def check_positive_int(name, value):
-    """`value` as an int >= 1 (an int or numpy integer, not a bool); else ValueError naming
-    the argument `name`."""
-    try:
-        if isinstance(value, (bool, np.bool_)):
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.") from None
-    if number < 1:
-        raise ValueError(f"{name} must be >= 1, got {number}.")
-    return number
-
-
-def check_num_samples(num_samples):
-    """`num_samples` as an int >= 1, else ValueError."""
-    return check_positive_int("num_samples", num_samples)
-
-
-class ImportanceChunk(NamedTuple):
-    """One chunk of the K importance samples: samples start .. start + size - 1 of each image.
-
-    `index` and `start` may be Python ints or int32 scalar tensors (a compiled evaluation
-    passes tensors, so it traces once for all chunks of one size); `count` (the number of
-    chunks) and `size` are Python ints.
-    """
-
-    index: Any
-    count: int
-    start: Any
-    size: int
-
-
-def importance_chunks(num_samples, batch_size=None, samples_per_chunk=None):
-    """The chunks of the importance-weighted bound of K = `num_samples` samples per image.
-
-    Args:
-      num_samples: K >= 1.
-      batch_size: images per batch N (None: unknown), for the default chunk size.
-      samples_per_chunk: samples per image in a chunk; default max(1, IWAE_CHUNK_ROWS // N).
-        Larger values than K are clipped to K.
-
-    Returns:
-      A tuple of `ImportanceChunk`s covering samples 0 .. K - 1 in order; all but the last
-      have the same size.
-
-    Raises:
-      ValueError: num_samples or samples_per_chunk is not an integer >= 1.
-
-    Example:
-
-        importance_chunks(10, batch_size=256, samples_per_chunk=4)
-        # sizes 4, 4, 2 starting at samples 0, 4, 8
-    """
-    num_samples = check_num_samples(num_samples)
-    if samples_per_chunk is None:
-        samples_per_chunk = max(1, IWAE_CHUNK_ROWS // max(int(batch_size or 1), 1))
-    else:
-        samples_per_chunk = check_positive_int("samples_per_chunk", samples_per_chunk)
-    size = min(samples_per_chunk, num_samples)
-    starts = range(0, num_samples, size)
-    return tuple(
-        ImportanceChunk(index=c, count=len(starts), start=s, size=min(size, num_samples - s))
-        for c, s in enumerate(starts)
-    )
-
-
-def importance_bound(chunk_bounds, num_samples):
-    """logsumexp over the chunks' logsumexp of log-weights, minus log K: the bound in nats.
-
-    Args:
-      chunk_bounds: one [N] tensor per chunk: logsumexp over the chunk's samples.
-      num_samples: K, the samples in all chunks together.
-    """
-    return tf.reduce_logsumexp(tf.stack(chunk_bounds), axis=0) - math.log(num_samples)
-
-
-class _NoUnwrap:
-    """Keeps distributed variables wrapped when passed through `merge_call`."""
-
-    def __init__(self, value):
-        self.value = value
-
-
-def _is_legacy(optimizer):
-    return isinstance(optimizer, tf.keras.optimizers.legacy.Optimizer)
-
-
-def _build_optimizer(optimizer, variables):
-    """Creates optimizer state outside the conditional update (cond cannot create it)."""
-    with tf.init_scope():
-        if _is_legacy(optimizer):
-            optimizer._create_all_weights(variables)  # pylint: disable=protected-access
-        else:
-            optimizer.build(variables)
-
-
-def _apply(optimizer, grads, variables):
-    pairs = list(zip(grads, variables))
-    if _is_legacy(optimizer):
-        optimizer.apply_gradients(pairs, experimental_aggregate_gradients=False)
-    else:
-        optimizer.apply_gradients(pairs, skip_gradients_aggregation=True)
-
-
-def apply_gradients_or_skip(optimizer, grads, variables, clip_norm, skip_threshold):
-    """Clips `grads` to global norm `clip_norm` and applies them, unless their norm is
-    non-finite or above `skip_threshold`. Call in replica context (e.g. in train_step).
-
-    Returns:
-      (grad_norm, skipped): the pre-clip global norm and 1.0 if the step was skipped.
-    """
-    strategy = tf.distribute.get_strategy()
-    replica_ctx = tf.distribute.get_replica_context()
-    if strategy.num_replicas_in_sync > 1:
-        grads = replica_ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    norm = tf.linalg.global_norm(grads)
-    ok = tf.math.is_finite(norm) & (norm <= skip_threshold)
-    clipped, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
-    _build_optimizer(optimizer, variables)
-
-    def skip():
-        optimizer.iterations.assign_add(1, read_value=False)
-
-    if tf.__internal__.distribute.strategy_supports_no_merge_call() or (
-        strategy.num_replicas_in_sync == 1 and not tf.distribute.has_strategy()
-    ):
-        tf.__internal__.smart_cond.smart_cond(
-            ok, lambda: _apply(optimizer, clipped, variables), skip
-        )
-    else:
-
-        def cross_replica(distribution, grads, wrapped):
-            def apply():
-                distribution.extended.call_for_each_replica(
-                    lambda g, w: _apply(optimizer, g, w.value), args=(grads, wrapped)
-                )
-
-            tf.__internal__.smart_cond.smart_cond(ok, apply, skip)
-
-        replica_ctx.merge_call(cross_replica, args=(clipped, _NoUnwrap(variables)))
-    return norm, 1.0 - tf.cast(ok, tf.float32)
+from keras_bdgm.importance import (  # noqa: F401  (public here too)
+    IWAE_CHUNK_ROWS, ImportanceChunk, check_num_samples, check_positive_int, importance_bound,
+    importance_chunks)
+from keras_bdgm.seeds import stateless_seed
+from keras_bdgm.updates import apply_gradients_or_skip
 
 
 def images_from(data):
@@ -272,7 +66,7 @@ class GenerativeModel(tf.keras.Model):
       every image (row k holds sample chunk.start + k); `context` is what
       `importance_context(x)` returned (by default x itself; a model overrides it for work
       that all chunks of a batch share, e.g. the VAE's bottom-up pass), `seed` the call's
-      int32[2] seed (module docstring, "Seeds"). `log_prob` and `bits_per_dim` come from it.
+      int32[2] seed (`keras_bdgm.seeds`). `log_prob` and `bits_per_dim` come from it.
     * `call(x, training=None)`: the single-sample bound log p(x, z) - log q(z | x) per image,
       in nats ([N] float32, the ELBO estimate: higher is better; bits/dim = -call / (D ln 2)),
       with fresh noise from `noise_seed()` (an estimate with the distribution of
@@ -347,7 +141,7 @@ class GenerativeModel(tf.keras.Model):
         ])
 
     def stateless_seed(self, seed=None):
-        """The int32[2] seed of `seed` (module docstring, "Seeds"): `noise_seed()` when None,
+        """The int32[2] seed of `seed` (`keras_bdgm.seeds`): `noise_seed()` when None,
         else `stateless_seed(seed)`."""
         if seed is None:
             return self.noise_seed()

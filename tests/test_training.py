@@ -12,21 +12,10 @@ import pytest
 import tensorflow as tf
 
 from keras_bdgm.images import check_images
+from tiny import LinearLoss
 from keras_bdgm.training import (
     GenerativeModel, ImportanceChunk, importance_bound, importance_chunks, stateless_seed,
 )
-
-
-class LinearLoss(GenerativeModel):
-    """objective = <theta, c>: its gradient is c, whatever the batch."""
-
-    def __init__(self, c, **kwargs):
-        super().__init__((2, 2, 1), **kwargs)
-        self.c = tf.constant(c, tf.float32)
-        self.theta = tf.Variable(tf.zeros_like(self.c), name="theta")
-
-    def compute_losses(self, x, training=False):
-        return {"bits_per_dim": tf.reduce_sum(self.theta * self.c) + 0.0 * tf.reduce_mean(x)}
 
 
 def _data(n=8, batch=2):
@@ -75,7 +64,8 @@ def test_mirrored_strategy_agrees_with_single_device(tmp_path):
         import keras_bdgm, numpy as np, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from test_training import LinearLoss, _data
+        from test_training import _data
+        from tiny import LinearLoss
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
             ok = LinearLoss(np.array([3.0, 4.0], np.float32), clip_norm=0.5)

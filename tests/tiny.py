@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bdgm.precision import PRECISIONS  # noqa: F401  (re-exported for the test modules)
+from keras_bdgm.training import GenerativeModel
 
 SHAPE = (8, 8, 1)
 PRESET = "small"
@@ -74,3 +75,15 @@ def pattern_images(n=8, seed=1, noise=8):
                 np.tile([0, 255] * 4, (8, 1)), np.full((8, 8), 128.0)]
     images = [np.clip(patterns[(i // 2) % 4] + rng.randint(-noise, noise + 1, (8, 8)), 0, 255) for i in range(n)]
     return np.stack(images)[..., None].astype(np.uint8)
+
+
+class LinearLoss(GenerativeModel):
+    """objective = <theta, c>: its gradient is c, whatever the batch."""
+
+    def __init__(self, c, **kwargs):
+        super().__init__((2, 2, 1), **kwargs)
+        self.c = tf.constant(c, tf.float32)
+        self.theta = tf.Variable(tf.zeros_like(self.c), name="theta")
+
+    def compute_losses(self, x, training=False):
+        return {"bits_per_dim": tf.reduce_sum(self.theta * self.c) + 0.0 * tf.reduce_mean(x)}

@@ -8,7 +8,7 @@ contract of `keras_bdgm.training.GenerativeModel`: `model(x)` is the single-samp
 log p(x, z) - log q(z | x) per image in nats, `log_prob` / `bits_per_dim` the
 importance-weighted bound (computed in chunks of samples), `sample(n, temperature, seed)`
 draws images, `config` holds the resolved hyperparameters, and seeds (an int, a pair of
-ints or None) are read one way (`keras_bdgm.training.stateless_seed`). Whole datasets are
+ints or None) are read one way (`keras_bdgm.seeds.stateless_seed`). Whole datasets are
 evaluated by `keras_bdgm.evaluation.evaluate_bits_per_dim`.
 Imported on first use, so one model's import cost is not paid by the other. Keras knows
 both from `import keras_bdgm` on: each is registered under its name ("keras_bdgm>FlowPlusPlus")
