@@ -26,6 +26,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_bdgm.evaluation import evaluate_bits_per_dim
+
 
 class ValidationCurve(tf.keras.callbacks.Callback):
     """Held-out bits/dim every `every_steps` steps (and after the last step).
@@ -56,24 +58,12 @@ class ValidationCurve(tf.keras.callbacks.Callback):
             with open(path) as f:
                 self.points = json.load(f)
         self._writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation")) if log_dir else None
-        self._fn = None
 
     def evaluate(self):
-        """Mean held-out bits/dim of the current weights (float64)."""
-        if self._fn is None:
-            model = self.model
-
-            def bits_per_dim(x, seed):
-                return model.bits_per_dim(x, seed=seed)
-
-            # The models' methods are plain TensorFlow code: no AutoGraph conversion needed.
-            self._fn = tf.function(bits_per_dim, autograph=False)
-        total = 0.0
-        for j, start in enumerate(range(0, len(self.images), self.batch_size)):
-            batch = self.images[start:start + self.batch_size]
-            seed = tf.constant([self.seed, j], tf.int32)
-            total += float(np.sum(np.asarray(self._fn(tf.constant(batch), seed), np.float64)))
-        return total / len(self.images)
+        """Mean held-out bits/dim of the current weights (float64); batch j's noise from
+        (seed, j), compiled once (`keras_bdgm.evaluation`)."""
+        batches = [self.images[i:i + self.batch_size] for i in range(0, len(self.images), self.batch_size)]
+        return evaluate_bits_per_dim(self.model, batches, seed=self.seed, verbose=0)
 
     def _record(self):
         step = self._step

@@ -16,3 +16,17 @@ def _seed():
     np.random.seed(0)
     yield
     tf.keras.backend.clear_session()
+
+
+@pytest.fixture(scope="module")
+def vae():
+    """A tiny initialized w1a1 ResNetVAE (tests/tiny.py), shared by a module's tests."""
+    import tiny
+    return tiny.tiny_model("resnet_vae", "w1a1", images=tiny.tiny_images(16), seed=0)
+
+
+@pytest.fixture(scope="module")
+def flow():
+    """A tiny initialized w1a1 FlowPlusPlus (tests/tiny.py), shared by a module's tests."""
+    import tiny
+    return tiny.tiny_model("flowpp", "w1a1", images=tiny.tiny_images(16), seed=0)

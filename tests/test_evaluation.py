@@ -16,16 +16,6 @@ def _images(n=20, seed=0):
     return tiny.tiny_images(n, seed)
 
 
-@pytest.fixture(scope="module")
-def vae():
-    return tiny.tiny_model("resnet_vae", "w1a1", images=_images(), seed=0)
-
-
-@pytest.fixture(scope="module")
-def flow():
-    return tiny.tiny_model("flowpp", "w1a1", images=_images(), seed=0)
-
-
 def _eager_loop(model, dataset, num_samples=1, seed=0, samples_per_chunk=None):
     """The former evaluation loop: eager `bits_per_dim` per batch, batch i seeded (seed, i),
     the mean over images in float64."""

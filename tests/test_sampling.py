@@ -35,16 +35,6 @@ def _images(n=16):
     return tiny.tiny_images(n)
 
 
-@pytest.fixture(scope="module")
-def vae():
-    return tiny.tiny_model("resnet_vae", "w1a1", images=_images(), seed=0)
-
-
-@pytest.fixture(scope="module")
-def flow():
-    return tiny.tiny_model("flowpp", "w1a1", images=_images(), seed=0)
-
-
 def _flow_reference(model, n, temperature, seed):
     """The pre-compilation Flow++ sampler, eagerly: (uint8 images, pixels before the floor)."""
     z = tf.random.stateless_normal((n, *model.latent_shape), seed=[seed, 0]) * temperature
