@@ -1,10 +1,50 @@
 """keras-bdgm: binary deep generative models (Flow++, ResNet VAE) on Keras 2, larq and TFP."""
 
 import pathlib
+import runpy
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.develop import develop
 
 HERE = pathlib.Path(__file__).parent
+LARQ_FIRST_PTH = "keras_bdgm_larq_first.pth"
+
+
+def write_startup_hook(directory):
+    """Writes keras_bdgm_larq_first.pth into `directory` (site-packages once installed): a
+    start-up hook that makes `import larq` before `import keras_bdgm` select Keras 2 (see
+    keras_bdgm/_larq_first.py; KERAS_BDGM_NO_LARQ_HOOK=1 turns it off)."""
+    line = runpy.run_path(str(HERE / "keras_bdgm" / "_larq_first.py"))["PTH_LINE"]
+    target = pathlib.Path(directory) / LARQ_FIRST_PTH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(line, encoding="utf-8")
+    return str(target)
+
+
+class BuildPyWithStartupHook(build_py):
+    """Wheels get the hook beside the package; an editable wheel (PEP 660) gets it at the
+    root of the wheel it is assembling (the `install` command's install_lib)."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            write_startup_hook(self.get_finalized_command("install").install_lib)
+        else:
+            write_startup_hook(self.build_lib)
+
+    def get_outputs(self, include_bytecode=True):
+        return [*super().get_outputs(include_bytecode), str(pathlib.Path(self.build_lib) / LARQ_FIRST_PTH)]
+
+
+class DevelopWithStartupHook(develop):
+    """`pip install -e .` through `setup.py develop` (pip without PEP 660 for this project)."""
+
+    def run(self):
+        super().run()
+        if not self.uninstall:
+            write_startup_hook(self.install_dir)
+
 
 setup(
     name="keras-bdgm",
@@ -18,6 +58,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["keras_bdgm", "keras_bdgm.*"]),
+    cmdclass={"build_py": BuildPyWithStartupHook, "develop": DevelopWithStartupHook},
     # The trained 1-bit models (packed weights and their records) ship inside the package.
     package_data={"keras_bdgm.pretrained": ["*.bdgm", "*.json"]},
     install_requires=[

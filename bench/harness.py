@@ -58,9 +58,10 @@ MODES = {
     "eager": {"run_eagerly": True, "jit_compile": False},
     "compiled": {"jit_compile": False},
     "XLA": {"jit_compile": True},
+    "default": {},  # what `model.compile` picks when not told (a model's `default_jit_compile`)
 }
 ALIASES = {"tf.function": "compiled", "xla": "XLA", "jit": "XLA"}
-WARMUP = {"eager": 1, "compiled": 2, "XLA": 2}  # untimed calls: tracing, XLA compilation
+WARMUP = {"eager": 1, "compiled": 2, "XLA": 2, "default": 2}  # untimed calls: tracing, XLA compilation
 
 SPEC_DEFAULTS = {
     "model": "flowpp",            # "flowpp" or "resnet_vae"
@@ -72,7 +73,7 @@ SPEC_DEFAULTS = {
     "modes": ["eager", "compiled", "XLA"],
     "steps": 10,                  # timed train steps per compiled mode
     "eager_steps": 2,             # timed train steps in eager mode
-    "sample": 64,                 # images per model.sample call (0: not timed)
+    "sample": 64,                 # images per model.sample call (0: not timed; a list: each size)
     "sample_repeats": 1,          # timed sample calls
     "eval_batches": 4,            # batches of `batch` images evaluated (0: not timed)
     "seed": 0,
@@ -118,10 +119,7 @@ def random_images(n, image_shape, seed=0):
 def build(model, image_shape, precision="w1a1", preset="small", overrides=None, seed=0):
     """A fresh model ("flowpp" or "resnet_vae") in a cleared Keras session, seeded."""
     tf = tensorflow()
-    try:
-        from keras_bdgm.recipes import build_model
-    except ImportError:  # before keras_bdgm.recipes
-        from keras_bdgm.experiment import build_model
+    build_model = version_function(("recipes", "experiment"), "build_model")  # recipes: since 60cf091
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(seed)
     return build_model(model, tuple(image_shape), precision, preset, **(overrides or {}))
@@ -134,14 +132,27 @@ def initialize(model, images):
     keras_bdgm.initialize(model, images)
 
 
+def version_function(modules, name):
+    """`name` from the first of keras_bdgm's `modules` that the keras_bdgm in use has.
+
+    Decided by the files of the imported package, not by trying the import: an editable
+    install of another keras_bdgm resolves a submodule the package in use lacks to that
+    install's file (whose code then meets this version's models)."""
+    import importlib
+
+    import keras_bdgm
+
+    package = os.path.dirname(keras_bdgm.__file__)
+    for module in modules:
+        if os.path.exists(os.path.join(package, module + ".py")):
+            return getattr(importlib.import_module(f"keras_bdgm.{module}"), name)
+    raise ImportError(f"{package} has none of the modules {', '.join(modules)} (looking for {name}).")
+
+
 def evaluate_function():
     """`evaluate_bits_per_dim` of the keras_bdgm in use (keras_bdgm.experiment's before
     keras_bdgm.evaluation existed)."""
-    try:
-        from keras_bdgm.evaluation import evaluate_bits_per_dim
-    except ImportError:
-        from keras_bdgm.experiment import evaluate_bits_per_dim
-    return evaluate_bits_per_dim
+    return version_function(("evaluation", "experiment"), "evaluate_bits_per_dim")
 
 
 def trainable_parameters(model):
@@ -182,7 +193,7 @@ def time_train(model, images, mode, steps=10, warmup=None, optimizer=None):
     bits_per_dim = _read(logs)
     elapsed = time.perf_counter() - start
     return {"images_per_s": steps * len(images) / elapsed, "ms_per_step": 1000 * elapsed / steps,
-            "steps": steps, "bits_per_dim": bits_per_dim}
+            "steps": steps, "bits_per_dim": bits_per_dim, "jit_compile": bool(getattr(model, "jit_compile", False))}
 
 
 def time_sample(model, n, repeats=1, seed=0, **kwargs):
@@ -247,7 +258,8 @@ def measure(spec, log=None):
     on another (so training one mode does not change what the next measures).
 
     Returns:
-      {"train img/s <mode>": ..., "train ms/step <mode>": ..., "sample img/s": ...,
+      {"train img/s <mode>": ..., "train ms/step <mode>": ..., "sample img/s": ... (with a
+       list of sizes: "sample img/s n=<size>" each),
        "eval img/s": ..., ["peak GPU MiB <mode>": ...], "trainable parameters": ...,
        "keras_bdgm": its directory, "tensorflow": version}; a measurement that raised holds
       "fails: <error>" instead.
@@ -274,13 +286,15 @@ def measure(spec, log=None):
         except Exception as error:  # noqa: BLE001  (report it, keep measuring)
             model = None
             result["sample img/s"] = result["eval img/s"] = _failure(error, log)
-        if model is not None and spec["sample"]:
+        sizes = spec["sample"] if isinstance(spec["sample"], (list, tuple)) else [spec["sample"]] * bool(spec["sample"])
+        for n in sizes if model is not None else ():
+            key = f"sample img/s n={n}" if isinstance(spec["sample"], (list, tuple)) else "sample img/s"
             try:
-                timing = time_sample(model, int(spec["sample"]), int(spec["sample_repeats"]))
-                result["sample img/s"] = timing["images_per_s"]
+                timing = time_sample(model, int(n), int(spec["sample_repeats"]))
+                result[key] = timing["images_per_s"]
             except Exception as error:  # noqa: BLE001
-                result["sample img/s"] = _failure(error, log)
-            log(f"  {label}: sample img/s {result['sample img/s']}")
+                result[key] = _failure(error, log)
+            log(f"  {label}: {key} {result[key]}")
         if model is not None and spec["eval_batches"]:
             try:
                 eval_images = random_images(batch * int(spec["eval_batches"]), shape, spec["seed"] + 1)
@@ -300,6 +314,8 @@ def measure(spec, log=None):
             timing = time_train(model, images, mode, steps)
             result[f"train img/s {mode}"] = timing["images_per_s"]
             result[f"train ms/step {mode}"] = timing["ms_per_step"]
+            if mode == "default":
+                result["default train mode"] = "XLA" if timing["jit_compile"] else "compiled"
             if gpu:
                 result[f"peak GPU MiB {mode}"] = gpu[1]()
         except Exception as error:  # noqa: BLE001

@@ -1,4 +1,4 @@
-"""Speed before/after from one run: train img/s (eager, compiled, XLA), sample img/s and eval
+"""Speed before/after from one run: train img/s (eager, compiled, XLA, default), sample img/s and eval
 img/s of each configuration, for a baseline version of keras_bdgm (commit f97c368, the
 baseline of the speed issue) and for this working tree, measured alternately by the same code
 (bench/harness.py), each measurement in a fresh process.
@@ -8,7 +8,7 @@ baseline of the speed issue) and for this working tree, measured alternately by 
     python bench/speed.py --baseline_tree=/tmp/f97c368      # a tree exported already
     python bench/speed.py --no_baseline                     # this tree only
     python bench/speed.py --configs=small --models=flowpp --precisions=w1a1 \\
-        --steps=1 --eager_steps=1 --sample=2 --eval_batches=1 --out=/tmp/speed_smoke   # smoke run
+        --steps=1 --eager_steps=1 --sample=2 --sample_repeats=1 --eval_batches=1 --out=/tmp/speed_smoke   # smoke run
 
 Configurations (`CONFIGS`), random uint8 images (speed does not depend on the content):
   issue  32x32x3, batch 16. Flow++: the "small" preset with width 32, 2 blocks, 4 mixture
@@ -20,11 +20,12 @@ Configurations (`CONFIGS`), random uint8 images (speed does not depend on the co
 
 For each configuration and precision, one child process per tree and repeat (in alternating
 order: before, after, then after, before, ...) builds the model, times `model.sample(n)`
-(n = --sample, default the batch; with each version's defaults, so compiled where that
-version compiles it) and `evaluate_bits_per_dim` (K = 1, --eval_batches batches), then each
+(n = each of --sample, default 16 and 64, --sample_repeats calls each after one
+untimed call; with each version's defaults, so compiled where that version compiles it) and `evaluate_bits_per_dim` (K = 1, --eval_batches batches), then each
 train mode on a fresh model: --steps timed steps (eager: --eager_steps) after untimed warm-up
-steps (tracing, XLA compilation). Each mode passes jit_compile explicitly, so a model's XLA
-default does not change what "compiled" measures. With --repeats > 1 the table has medians;
+steps (tracing, XLA compilation). Each mode but "default" passes jit_compile explicitly, so a
+model's XLA default does not change what "compiled" measures; "default" compiles as a user's
+`model.compile(optimizer)` does (the "default train mode" row says which that was). With --repeats > 1 the table has medians;
 the JSON keeps every run. The "trainable parameters" row shows where the versions build
 different models for one configuration (Flow++'s context network has had 3x3 gate convs
 since 0442fc2; 1x1 at f97c368), so a before/after there includes that change too. The table
@@ -66,7 +67,10 @@ def _tree_label(path):
 
 
 def _metrics(results, modes):
-    keys = [f"train img/s {m}" for m in modes] + ["sample img/s", "eval img/s"]
+    keys = [f"train img/s {m}" for m in modes] + ["default train mode", "sample img/s"]
+    keys += sorted({k for r in results for k in r if k.startswith("sample img/s n=")},
+                   key=lambda k: int(k.split("=")[1]))
+    keys.append("eval img/s")
     keys += [k for r in results for k in r if k.startswith("peak GPU MiB") and k not in keys]
     keys.append("trainable parameters")  # the versions' models may differ (see the module docstring)
     return [k for k in dict.fromkeys(keys) if any(k in r for r in results)]
@@ -83,12 +87,13 @@ def main():
     parser.add_argument("--configs", default="issue,small", help=f"of {', '.join(CONFIGS)}")
     parser.add_argument("--models", default="flowpp,resnet_vae")
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
-    parser.add_argument("--modes", default="eager,compiled,XLA", help="train modes: eager, compiled, XLA")
+    parser.add_argument("--modes", default="eager,compiled,XLA,default",
+                        help="train modes: eager, compiled, XLA, default (what compile picks untold)")
     parser.add_argument("--steps", type=int, default=10, help="timed train steps per compiled mode")
     parser.add_argument("--eager_steps", type=int, default=2, help="timed train steps in eager mode")
-    parser.add_argument("--sample", type=int, default=None, help="images per timed sample call (default: the "
-                        "batch; 0: no sampling)")
-    parser.add_argument("--sample_repeats", type=int, default=1)
+    parser.add_argument("--sample", default="16,64", help="images per timed sample call, one or more sizes "
+                        "(comma-separated; 0: no sampling)")
+    parser.add_argument("--sample_repeats", type=int, default=5, help="timed sample calls per size")
     parser.add_argument("--eval_batches", type=int, default=4, help="batches evaluated (0: no evaluation)")
     parser.add_argument("--repeats", type=int, default=1, help="measurements per tree (alternating; medians)")
     parser.add_argument("--baseline", default=BASELINE, help="commit to export as the 'before' tree")
@@ -101,6 +106,7 @@ def main():
     args = parser.parse_args()
 
     configs = args.configs.split(",")
+    sample_sizes = [int(n) for n in args.sample.split(",") if int(n) > 0]
     for name in configs:
         if name not in CONFIGS:
             parser.error(f"unknown config {name!r}; expected some of: {', '.join(CONFIGS)}")
@@ -128,7 +134,7 @@ def main():
     for i, (config, model, shape, preset, batch, overrides, precision) in enumerate(setups):
         spec = {"model": model, "image_shape": list(shape), "precision": precision, "preset": preset,
                 "overrides": overrides, "batch": batch, "modes": modes, "steps": args.steps,
-                "eager_steps": args.eager_steps, "sample": batch if args.sample is None else args.sample,
+                "eager_steps": args.eager_steps, "sample": sample_sizes,
                 "sample_repeats": args.sample_repeats, "eval_batches": args.eval_batches}
         results = {side: [] for side in sides}
         for r in range(args.repeats):
@@ -153,8 +159,8 @@ def main():
 
     notes = [f"{side}: {labels[side]}" for side in sides]
     warmup = ", ".join(f"{m} {n}" for m, n in harness.WARMUP.items())
-    sample = "no sampling" if args.sample == 0 else (
-        f"sample n = {'batch' if args.sample is None else args.sample}, {args.sample_repeats} timed call(s)")
+    sample = (f"sample n = {', '.join(map(str, sample_sizes))}, {args.sample_repeats} timed call(s) each"
+              if sample_sizes else "no sampling")
     evaluation = f"eval {args.eval_batches} batches, K = 1" if args.eval_batches else "no evaluation"
     notes += [(f"timed train steps {args.steps} (eager {args.eager_steps}) after warm-up steps ({warmup}); "
                f"{sample}; {evaluation}; {args.repeats} run(s) per tree (medians)"),

@@ -17,28 +17,11 @@ Example:
     keras_bdgm.initialize(model, images)
 """
 
-import os
-import sys
-
 __version__ = "0.1.0"
 
+from keras_bdgm._larq_first import select_legacy_keras  # noqa: E402  (imports only os and sys)
 
-def _select_legacy_keras():
-    tf_module = sys.modules.get("tensorflow")
-    if tf_module is not None:
-        flag = os.environ.get("TF_USE_LEGACY_KERAS", "").lower()
-        legacy = flag in ("1", "true")
-        if not legacy:
-            raise ImportError(
-                "keras_bdgm needs Keras 2 (tf_keras), but TensorFlow was already imported "
-                "with Keras 3. Import keras_bdgm before tensorflow, or set the environment "
-                "variable TF_USE_LEGACY_KERAS=1 before starting Python "
-                "(e.g. `TF_USE_LEGACY_KERAS=1 python train.py`)."
-            )
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-
-
-_select_legacy_keras()
+select_legacy_keras()  # TF_USE_LEGACY_KERAS=1, or ImportError if TensorFlow has Keras 3 already
 
 # pylint: disable=wrong-import-position
 from keras_bdgm import _tf_import  # noqa: E402

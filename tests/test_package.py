@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
 
 import keras_bdgm
@@ -38,3 +39,63 @@ def test_public_api():
     for name in ("WNConv2D", "WNDense", "WNConv2DTranspose", "BWNConv2D", "BWNDense"):
         assert hasattr(keras_bdgm.layers, name)
     assert keras_bdgm.precision.parse("W1A32").binary_weights
+
+
+# ---------------------------------------------------------------- `import larq` first
+
+
+def _larq_hook_installed():
+    """The start-up hook file, where pip installed keras_bdgm (else the test is skipped)."""
+    import importlib.metadata
+    import site
+
+    try:
+        importlib.metadata.distribution("keras-bdgm")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("keras_bdgm is not pip-installed here (no start-up hook to test)")
+    paths = [os.path.join(d, "keras_bdgm_larq_first.pth") for d in [*site.getsitepackages(), site.getusersitepackages()]]
+    found = [p for p in paths if os.path.exists(p)]
+    assert found, f"pip-installed keras_bdgm without its start-up hook; looked for {paths}"
+    return found[0]
+
+
+def test_the_installed_hook_is_the_packages_own_line():
+    from keras_bdgm import _larq_first
+
+    with open(_larq_hook_installed(), encoding="utf-8") as f:
+        assert f.read() == _larq_first.PTH_LINE
+
+
+def test_start_up_hook_imports_nothing_heavy_and_waits_for_larq():
+    _larq_hook_installed()
+    out = _run("import sys\nprint(sorted(m for m in ('tensorflow', 'keras_bdgm', 'larq') if m in sys.modules))\n"
+               "print(sum(getattr(f, 'keras_bdgm_larq_first', False) for f in sys.meta_path))")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[]", "1"]
+
+
+def test_importing_larq_first_selects_keras_2():
+    _larq_hook_installed()
+    out = _run("import larq as lq\nimport keras_bdgm\nimport tensorflow as tf\nimport os, sys\n"
+               "print(tf.keras.layers.Dense.__module__, os.environ['TF_USE_LEGACY_KERAS'])\n"
+               "print(float(lq.quantizers.SteSign()(tf.constant(-0.3))))\n"
+               "print(sum(getattr(f, 'keras_bdgm_larq_first', False) for f in sys.meta_path))")
+    assert out.returncode == 0, out.stderr[-2000:]
+    module, flag, sign, finders = out.stdout.split()
+    assert module.startswith("tf_keras") and flag == "1" and float(sign) == -1.0
+    assert finders == "0"  # the finder is gone after its one import
+
+
+def test_importing_larq_after_tensorflow_with_keras_3_fails_with_instructions():
+    _larq_hook_installed()
+    out = _run("import tensorflow\nimport larq")
+    assert out.returncode != 0
+    assert "ImportError" in out.stderr and "AttributeError" not in out.stderr
+    assert "TF_USE_LEGACY_KERAS=1" in out.stderr and "before tensorflow" in out.stderr
+
+
+def test_without_the_hook_larq_first_fails_inside_larq():
+    # What the hook is for (and its off switch): larq alone cannot import under Keras 3.
+    _larq_hook_installed()
+    out = _run("import larq", KERAS_BDGM_NO_LARQ_HOOK="1")
+    assert out.returncode != 0 and "AttributeError" in out.stderr

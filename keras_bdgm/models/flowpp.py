@@ -53,6 +53,7 @@ from keras_bdgm.bijectors import (
     CouplingConfig, CouplingSteps, Dequantizer, chain, channel_split, forward_and_log_det,
     logit_preprocess, squeeze, standard_normal_log_prob, stripe_split,
 )
+from keras_bdgm.noise import stateless_normal
 from keras_bdgm.precision import parse as parse_precision
 from keras_bdgm.presets import resolve
 from keras_bdgm.training import GenerativeModel
@@ -159,30 +160,6 @@ def coupling_config(preset, precision):
     )
 
 
-_AUTO_SELECT = 3  # tf.random.Algorithm.AUTO_SELECT: Philox on CPU and GPU
-
-
-def _normal(shape, seed, offset=0):
-    """Standard normal noise of `shape` from an int32[2] `seed`, skipping `offset` values.
-
-    The result is values offset .. offset + size - 1 of the stream that
-    `tf.random.stateless_normal` draws for `seed` (row-major), i.e.
-
-        _normal(shape, seed, offset) == tf.reshape(
-            tf.random.stateless_normal([offset + size], seed)[offset:], shape)
-
-    without drawing the first `offset` values: Philox turns counter value c + g into values
-    4g .. 4g + 3 of the stream, so skipping is adding offset / 4 to the 128-bit counter (two
-    uint64 words, low first). `offset` (an int or an integer scalar tensor) must be a multiple
-    of 4; offset 0 is `tf.random.stateless_normal(shape, seed)` exactly.
-    """
-    key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=seed)
-    low = counter[0] + tf.cast(tf.cast(offset, tf.int64) // 4, tf.uint64)
-    counter = tf.stack([low, counter[1] + tf.cast(low < counter[0], tf.uint64)])
-    values = tf.raw_ops.StatelessRandomNormalV2(shape=shape, key=key, counter=counter, alg=_AUTO_SELECT)
-    return values * 1.0 + 0.0  # mean 0 and stddev 1, applied as in tf.random.stateless_normal
-
-
 @_serializable
 class FlowPlusPlus(GenerativeModel):
     """Flow++ with variational dequantization for 8-bit images [N, H, W, C].
@@ -199,11 +176,10 @@ class FlowPlusPlus(GenerativeModel):
       ValueError: unknown preset or override, bad precision or image shape.
     """
 
-    # jit_compile when `compile` is not given one (GenerativeModel.compile): the switch for
-    # XLA by default. Off: under XLA, TF 2.21's stateless random ops draw other noise than the
-    # tf.function step from the same seed, so XLA training does not give the same numbers
-    # (tests/test_xla.py; with the noise made the same, the XLA step matches).
-    default_jit_compile = False
+    # jit_compile when `compile` is not given one (GenerativeModel.compile): XLA by default,
+    # about 1.4x the tf.function train step on CPUs (BENCHMARKS.md), with the same numbers up
+    # to float rounding: the noise comes from `keras_bdgm.noise`, the same with or without XLA.
+    default_jit_compile = True
 
     def __init__(self, image_shape, precision="w32a32", preset="small", clip_norm=1.0,
                  skip_threshold=100.0, **overrides):
@@ -259,7 +235,7 @@ class FlowPlusPlus(GenerativeModel):
     def _log_weights(self, x, training, seed=None):
         """log p(x + u) - log q(u | x) per image, one u per image (x: float pixels); `seed`
         as in `stateless_seed` (None: fresh noise from `noise_seed()`)."""
-        eps = _normal(tf.shape(x), self.stateless_seed(seed))
+        eps = stateless_normal(tf.shape(x), self.stateless_seed(seed))
         return self._log_weights_from_noise(x, eps, training)
 
     def call(self, inputs, training=None):
@@ -275,16 +251,17 @@ class FlowPlusPlus(GenerativeModel):
     def log_weights(self, context, seed, chunk):
         """[chunk.size, N] log p(x + u_k) - log q(u_k | x) in nats, u_k ~ q(u | x).
 
-        Sample k of image i is row k * N + i of the noise `tf.random.stateless_normal` draws
-        for [K * N, H, W, C] and `seed`, whatever the chunking (`_normal` skips to the chunk's
-        rows), so `log_prob` has the same noise for every `samples_per_chunk`.
+        Sample k of image i is row k * N + i of the noise `stateless_normal` draws for
+        [K * N, H, W, C] and `seed` (`tf.random.stateless_normal`'s, up to float rounding),
+        whatever the chunking (a chunk skips to its rows), so `log_prob` has the same noise for
+        every `samples_per_chunk`, with or without XLA.
         """
         x = context
         n = tf.shape(x)[0]
         tiled = tf.tile(x, [chunk.size, 1, 1, 1])  # row = sample * N + image
-        # D = H * W * C is a multiple of 4 (W is), as `_normal`'s offset must be.
+        # D = H * W * C is a multiple of 4 (W is), as `stateless_normal`'s offset must be.
         offset = tf.cast(chunk.start, tf.int64) * tf.cast(n, tf.int64) * self.num_dims
-        eps = _normal(tf.shape(tiled), seed, offset)
+        eps = stateless_normal(tf.shape(tiled), seed, offset)
         log_w = self._log_weights_from_noise(tiled, eps, training=False)
         return tf.reshape(log_w, [chunk.size, n])
 

@@ -1,0 +1,80 @@
+"""Gaussian noise that is the same with and without XLA.
+
+`tf.random.stateless_normal` gives other numbers under XLA (`jit_compile=True`) than in a
+plain TensorFlow graph, for the same seed (TF 2.21): XLA reads a seed with a negative half as
+unsigned where TF's kernel sign-extends it (another Philox stream, for about 3 in 4 of the
+seeds `noise_seed()` draws), and it turns the random bits into floats another way. A model
+trained with XLA would therefore not reproduce a run without it, nor the figures of the same
+seeds evaluated without it.
+
+`stateless_normal` draws from the one thing both agree on, Philox's uint32 bits, and does the
+rest with ordinary ops, as TensorFlow's CPU/GPU kernel does:
+
+    key, counter = Philox(sign-extended seed, key 0x02461E293EC8F720)   # one 128-bit block
+    u = (bits & 0x7FFFFF) / 2^23                                        # uint32 -> [0, 1)
+    (z0, z1) = sqrt(-2 log max(u0, 1e-7)) * (sin 2 pi u1, cos 2 pi u1)  # Box-Muller
+
+so it equals `tf.random.stateless_normal(shape, seed)` up to float rounding (sin, cos and
+log differ from the kernel's in the last bits: |difference| < 2e-6), eagerly, in a graph and
+under XLA alike.
+
+Example:
+
+    eps = stateless_normal([16, 28, 28, 1], seed=[3, 4])
+    more = stateless_normal([16, 28, 28, 1], seed=[3, 4], offset=16 * 28 * 28)  # the next values
+"""
+
+import math
+
+import tensorflow as tf
+
+_PHILOX = 1  # tf.random.Algorithm.PHILOX
+_SEED_KEY = 0x02461E293EC8F720  # the key TF's kernel scrambles a seed with
+_EPSILON = 1e-7  # the smallest uniform the Box-Muller log sees, as in TF's kernel
+
+
+def philox_key_counter(seed):
+    """`tf.raw_ops.StatelessRandomGetKeyCounter(seed=seed)` for an int32[2] seed, from ops
+    that XLA computes as TensorFlow does: one Philox block of the sign-extended seed.
+
+    Returns:
+      (key uint64[1], counter uint64[2]), the counter's low word first.
+    """
+    words = tf.bitcast(tf.cast(seed, tf.int64), tf.uint64)
+    mix = tf.raw_ops.StatelessRandomUniformFullIntV2(
+        shape=[4], key=tf.constant([_SEED_KEY], tf.uint64), counter=words, alg=_PHILOX, dtype=tf.uint32)
+    mix = tf.cast(mix, tf.uint64)
+    high = tf.constant(32, tf.uint64)
+    key = tf.bitwise.bitwise_or(mix[0], tf.bitwise.left_shift(mix[1], high))
+    counter = tf.bitwise.bitwise_or(mix[2], tf.bitwise.left_shift(mix[3], high))
+    return tf.reshape(key, [1]), tf.stack([tf.zeros([], tf.uint64), counter])
+
+
+def stateless_normal(shape, seed, offset=0):
+    """Standard normal float32 noise of `shape` from an int32[2] `seed`, skipping `offset` values.
+
+    Values offset .. offset + size - 1 of the stream `tf.random.stateless_normal` draws for
+    `seed` (row-major, up to float rounding), the same with or without XLA:
+
+        stateless_normal(shape, seed, offset) ~= tf.reshape(
+            tf.random.stateless_normal([offset + size], seed)[offset:], shape)
+
+    without drawing the first `offset`: Philox turns counter value c + g into stream values
+    4g .. 4g + 3, so skipping is adding offset / 4 to the 128-bit counter (two uint64 words,
+    low first, with the carry). `offset` (an int or an integer scalar tensor) must be a
+    multiple of 4.
+    """
+    key, counter = philox_key_counter(seed)
+    low = counter[0] + tf.cast(tf.cast(offset, tf.int64) // 4, tf.uint64)
+    counter = tf.stack([low, counter[1] + tf.cast(low < counter[0], tf.uint64)])
+    shape = tf.cast(shape, tf.int32)
+    size = tf.reduce_prod(shape)
+    pairs = (size + 1) // 2
+    bits = tf.raw_ops.StatelessRandomUniformFullIntV2(
+        shape=[2 * pairs], key=key, counter=counter, alg=_PHILOX, dtype=tf.uint32)
+    mantissa = tf.bitwise.bitwise_or(tf.bitwise.bitwise_and(bits, 0x7FFFFF), 0x3F800000)  # [1, 2)
+    uniform = tf.reshape(tf.bitcast(mantissa, tf.float32) - 1.0, [pairs, 2])
+    radius = tf.sqrt(-2.0 * tf.math.log(tf.maximum(uniform[:, 0], _EPSILON)))
+    angle = 2.0 * math.pi * uniform[:, 1]
+    values = tf.reshape(tf.stack([radius * tf.sin(angle), radius * tf.cos(angle)], axis=1), [-1])
+    return tf.reshape(values[:size], shape)
