@@ -68,11 +68,13 @@ def uninstall():
 
 
 # The one line of keras_bdgm_larq_first.pth (setup.py writes it into site-packages): runs this
-# file by path, so that neither the keras_bdgm package nor TensorFlow is imported at start-up.
+# file by path, so that neither the keras_bdgm package nor TensorFlow is imported at start-up,
+# and does nothing where the keras_bdgm found first has no such file (another version of it on
+# PYTHONPATH, say).
 PTH_LINE = (
     "import os, importlib.util as u; s = u.find_spec('keras_bdgm'); "
-    "s = s and s.origin and u.spec_from_file_location('_keras_bdgm_larq_first', "
-    "os.path.join(os.path.dirname(s.origin), '_larq_first.py')); "
+    "p = s and s.origin and os.path.join(os.path.dirname(s.origin), '_larq_first.py'); "
+    "s = p and os.path.isfile(p) and u.spec_from_file_location('_keras_bdgm_larq_first', p); "
     "s and s.loader.exec_module(u.module_from_spec(s))\n"
 )
 

@@ -168,6 +168,37 @@ def test_invertible_conv_starts_near_identity():
     np.testing.assert_allclose(kernel, np.broadcast_to(np.eye(3), (2, 3, 3)), atol=0.006)
     assert np.abs(kernel - np.eye(3)).max() > 0  # the noise is there
 
+@pytest.mark.parametrize("groups, c", [(1, 3), (2, 2), (3, 4)])
+def test_invertible_conv_multiplies_each_group_by_its_matrix(groups, c):
+    # numpy oracle: pixel p's group g becomes x[p, g] @ W_g; the kernel gradient of
+    # sum(y * r) is sum_p x[p, g]^T r[p, g], and the inverse multiplies by W_g^-1.
+    rng = np.random.default_rng(groups)
+    bijector = kb.InvertibleConv1x1(channels=groups * c, groups=groups)
+    kernel = rng.normal(size=(groups, c, c)).astype(np.float32) + 2 * np.eye(c, dtype=np.float32)
+    bijector.layer.kernel.assign(kernel)
+    x = rng.normal(size=(2, 3, 5, groups * c)).astype(np.float32)
+    r = rng.normal(size=x.shape).astype(np.float32)
+    grouped = x.reshape(2, 3, 5, groups, c)
+    expected = np.einsum("nhwgi,gij->nhwgj", grouped, kernel).reshape(x.shape)
+    with tf.GradientTape() as tape:
+        y = bijector.forward(tf.constant(x))
+        loss = tf.reduce_sum(y * r)
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
+    grad = tape.gradient(loss, bijector.layer.kernel).numpy()
+    expected_grad = np.einsum("nhwgi,nhwgj->gij", grouped, r.reshape(2, 3, 5, groups, c))
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-4)
+    inverse = np.einsum("nhwgi,gij->nhwgj", grouped, np.linalg.inv(kernel)).reshape(x.shape)
+    np.testing.assert_allclose(bijector.inverse(tf.constant(x)).numpy(), inverse, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(kb.invertible_conv.block_diagonal(tf.constant(kernel)).numpy(),
+                                  _block_diag_oracle(kernel))
+
+
+def _block_diag_oracle(blocks):
+    out = np.zeros((len(blocks) * blocks.shape[1],) * 2, blocks.dtype)
+    for g, block in enumerate(blocks):
+        out[g * len(block):(g + 1) * len(block), g * len(block):(g + 1) * len(block)] = block
+    return out
+
 
 def test_stripe_split_and_squeeze_layouts():
     x = np.arange(2 * 4 * 3).reshape(1, 2, 4, 3).astype(np.float32)

@@ -74,6 +74,16 @@ def test_start_up_hook_imports_nothing_heavy_and_waits_for_larq():
     assert out.stdout.split() == ["[]", "1"]
 
 
+def test_start_up_hook_is_silent_where_another_keras_bdgm_comes_first(tmp_path):
+    # e.g. an older keras_bdgm on PYTHONPATH (bench/speed.py's baseline tree), without the hook
+    (tmp_path / "keras_bdgm").mkdir()
+    (tmp_path / "keras_bdgm" / "__init__.py").write_text("")
+    _larq_hook_installed()
+    out = _run("import sys\nprint(sum(getattr(f, 'keras_bdgm_larq_first', False) for f in sys.meta_path))",
+               PYTHONPATH=str(tmp_path))
+    assert out.returncode == 0 and out.stderr == "" and out.stdout.split() == ["0"], out.stderr[-2000:]
+
+
 def test_importing_larq_first_selects_keras_2():
     _larq_hook_installed()
     out = _run("import larq as lq\nimport keras_bdgm\nimport tensorflow as tf\nimport os, sys\n"

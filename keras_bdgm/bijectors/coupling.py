@@ -134,7 +134,7 @@ class MixLogisticCoupling(tfb.Bijector):
                 f"{self.name} couples pairs of {c} channels, so it needs {2 * c} channels; got "
                 f"shape {t.shape}."
             )
-        return t[..., :c], t[..., c:]
+        return tuple(tf.split(t, 2, axis=-1))  # (a split's gradient is a concat, a slice's a scatter)
 
     def _params(self, x1):
         """(a, b, logits, means, log_scales); the mixture ones with a trailing K axis."""
@@ -146,9 +146,8 @@ class MixLogisticCoupling(tfb.Bijector):
         k = self.layer.config.num_components
         raw = tf.reshape(raw, tf.concat([tf.shape(x1), [2 + 3 * k]], axis=0))
         raw = tf.cast(raw, x1.dtype)
-        a = tf.tanh(raw[..., 0])
-        b = raw[..., 1]
-        logits, means, log_scales = tf.split(raw[..., 2:], 3, axis=-1)
+        a, b, logits, means, log_scales = tf.split(raw, [1, 1, k, k, k], axis=-1)
+        a, b = tf.tanh(tf.squeeze(a, -1)), tf.squeeze(b, -1)
         log_scales = tf.maximum(log_scales, tf.cast(MIN_LOG_SCALE, raw.dtype))
         return a, b, logits, means, log_scales
 

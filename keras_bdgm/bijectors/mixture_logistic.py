@@ -84,9 +84,14 @@ def inverse_logit_cdf(y, logits, means, log_scales, tolerance=1e-8, max_iteratio
     logits, means, log_scales = (tf.cast(t, compute_dtype) for t in (logits, means, log_scales))
     ends = means + tf.exp(log_scales) * yc[..., None]
     low, high = tf.reduce_min(ends, axis=-1), tf.reduce_max(ends, axis=-1)
+    # Loop invariants, computed once rather than in every iteration of the search.
+    log_w, inverse_scales = tf.nn.log_softmax(logits, axis=-1), tf.exp(-log_scales)
 
     def objective(x):
-        return logit_cdf(x, logits, means, log_scales) - yc
+        # logit_cdf with one softplus per component: softplus(z) = softplus(-z) + z.
+        z = (x[..., None] - means) * inverse_scales
+        log_w_cdf = log_w - tf.nn.softplus(-z)
+        return tf.reduce_logsumexp(log_w_cdf, axis=-1) - tf.reduce_logsumexp(log_w_cdf - z, axis=-1) - yc
 
     result = tfp.math.find_root_chandrupatla(
         objective, low=low, high=high, position_tolerance=tf.cast(tolerance, compute_dtype),
