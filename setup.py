@@ -26,15 +26,17 @@ class BuildPyWithStartupHook(build_py):
     """Wheels get the hook beside the package; an editable wheel (PEP 660) gets it at the
     root of the wheel it is assembling (the `install` command's install_lib)."""
 
+    def _hook_directory(self):
+        if getattr(self, "editable_mode", False):
+            return self.get_finalized_command("install").install_lib
+        return self.build_lib
+
     def run(self):
         super().run()
-        if getattr(self, "editable_mode", False):
-            write_startup_hook(self.get_finalized_command("install").install_lib)
-        else:
-            write_startup_hook(self.build_lib)
+        write_startup_hook(self._hook_directory())
 
     def get_outputs(self, include_bytecode=True):
-        return [*super().get_outputs(include_bytecode), str(pathlib.Path(self.build_lib) / LARQ_FIRST_PTH)]
+        return [*super().get_outputs(include_bytecode), str(pathlib.Path(self._hook_directory()) / LARQ_FIRST_PTH)]
 
 
 class DevelopWithStartupHook(develop):

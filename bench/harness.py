@@ -286,9 +286,10 @@ def measure(spec, log=None):
         except Exception as error:  # noqa: BLE001  (report it, keep measuring)
             model = None
             result["sample img/s"] = result["eval img/s"] = _failure(error, log)
-        sizes = spec["sample"] if isinstance(spec["sample"], (list, tuple)) else [spec["sample"]] * bool(spec["sample"])
+        several = isinstance(spec["sample"], (list, tuple))  # one key per size, else "sample img/s"
+        sizes = [n for n in (spec["sample"] if several else [spec["sample"]]) if n]
         for n in sizes if model is not None else ():
-            key = f"sample img/s n={n}" if isinstance(spec["sample"], (list, tuple)) else "sample img/s"
+            key = f"sample img/s n={n}" if several else "sample img/s"
             try:
                 timing = time_sample(model, int(n), int(spec["sample_repeats"]))
                 result[key] = timing["images_per_s"]

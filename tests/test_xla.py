@@ -15,16 +15,11 @@ from keras_bdgm.models import FlowPlusPlus, ResNetVAE
 
 import tiny
 
-TINY = {"width": 8, "num_blocks": 1, "num_components": 2, "couplings": (1, 1, 1), "dequant_couplings": 1,
-        "dequant_width": 8, "dequant_blocks": 1, "context_width": 8, "context_blocks": 1}
-SHAPE = (8, 8, 1)
-
-
 Linear = tiny.LinearLoss  # objective = <theta, c>: its gradient is c (norm 5 for c = (3, 4))
 
 
 def _tiny_flow(precision="w1a1"):
-    return FlowPlusPlus(SHAPE, precision=precision, preset="small", **TINY)
+    return tiny.tiny_model("flowpp", precision)
 
 
 @pytest.mark.parametrize("default", [False, True])
@@ -86,7 +81,7 @@ def _train_tiny_flow(precision, jit, steps=3):
     the same initial weights and generator state for either jit."""
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(0)
-    images = np.random.default_rng(0).integers(0, 256, (4, *SHAPE), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, (4, *tiny.SHAPE), dtype=np.uint8)
     model = _tiny_flow(precision)
     keras_bdgm.initialize(model, images)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), jit_compile=jit)
