@@ -50,7 +50,7 @@ class DevelopWithStartupHook(develop):
 
 setup(
     name="keras-bdgm",
-    version="0.1.0",
+    version="0.2.0",
     description=(
         "Binary deep generative models (Flow++, ResNet VAE) with 1-bit weights and "
         "activations, on Keras 2, larq and TensorFlow Probability."

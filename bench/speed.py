@@ -18,14 +18,18 @@ Configurations (`CONFIGS`), random uint8 images (speed does not depend on the co
   small  the "small" presets at 28x28x1, batch 64.
   paper  the "paper" presets at 32x32x3, batch 64 (what bench/gpu.sh runs; slow on CPUs).
 
-For each configuration and precision, one child process per tree and repeat (in alternating
-order: before, after, then after, before, ...) builds the model, times `model.sample(n)`
-(n = each of --sample, default 16 and 64, --sample_repeats calls each after one
-untimed call; with each version's defaults, so compiled where that version compiles it) and `evaluate_bits_per_dim` (K = 1, --eval_batches batches), then each
-train mode on a fresh model: --steps timed steps (eager: --eager_steps) after untimed warm-up
-steps (tracing, XLA compilation). Each mode but "default" passes jit_compile explicitly, so a
-model's XLA default does not change what "compiled" measures; "default" compiles as a user's
-`model.compile(optimizer)` does (the "default train mode" row says which that was). With --repeats > 1 the table has medians;
+For each configuration and precision, per tree and repeat (in alternating order: before,
+after, then after, before, ...), one child process builds the model and times
+`model.sample(n)` (n = each of --sample, default 16 and 64, --sample_repeats calls each
+after one untimed call; with each version's defaults, so compiled where that version
+compiles it) and `evaluate_bits_per_dim` (K = 1, --eval_batches batches, the fastest of 3
+passes, tf.data autotuning off), then one more child process per train mode
+(`--shared_process`: the same process for all, as before; a mode timed after others there
+ran up to 16% slower) times --steps steps (eager: --eager_steps) of a fresh model after
+untimed warm-up steps (tracing, XLA compilation). Each mode but "default" passes
+jit_compile explicitly, so a model's XLA default does not change what "compiled" measures;
+"default" compiles as a user's `model.compile(optimizer)` does (the "default train mode" row
+says which that was). With --repeats > 1 the table has medians;
 the JSON keeps every run. The "trainable parameters" row shows where the versions build
 different models for one configuration (Flow++'s context network has had 3x3 gate convs
 since 0442fc2; 1x1 at f97c368), so a before/after there includes that change too. The table
@@ -76,6 +80,28 @@ def _metrics(results, modes):
     return [k for k in dict.fromkeys(keys) if any(k in r for r in results)]
 
 
+def measurement_parts(spec, process_per_mode=True):
+    """The specs of one measurement's child processes: one for sampling and evaluation, one per
+    train mode (a mode timed after others in the same process ran up to 16% slower), or just
+    `spec` with process_per_mode=False."""
+    if not process_per_mode:
+        return [spec]
+    parts = [{**spec, "modes": []}] if spec["sample"] or spec["eval_batches"] else []
+    return parts + [{**spec, "modes": [mode], "sample": [], "eval_batches": 0} for mode in spec["modes"]]
+
+
+def measure_parts(spec, tree, timeout, process_per_mode=True):
+    """`harness.measure(spec)` in `tree`, one child process per `measurement_parts` part, merged
+    (a failed part's error under "error")."""
+    merged = {}
+    for part in measurement_parts(spec, process_per_mode):
+        result = harness.measure_in_tree(part, tree, timeout=timeout)
+        if "error" in result:
+            merged.setdefault("error", result["error"])
+        merged.update({k: v for k, v in result.items() if k != "error"})
+    return merged
+
+
 def _ratio(before, after):
     if isinstance(before, (int, float)) and isinstance(after, (int, float)) and before > 0:
         return after / before
@@ -101,6 +127,9 @@ def main():
                         help="folder holding the 'before' keras_bdgm/ (instead of exporting --baseline)")
     parser.add_argument("--no_baseline", action="store_true", help="measure this tree only")
     parser.add_argument("--keep_baseline", action="store_true", help="keep the exported tree")
+    parser.add_argument("--shared_process", action="store_true",
+                        help="time every train mode in the process that samples and evaluates (default: "
+                             "a fresh process per mode)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per child process")
     parser.add_argument("--out", default="bench/speed_output", help="output prefix (writes <out>.json)")
     args = parser.parse_args()
@@ -141,7 +170,7 @@ def main():
             for side in (sides if (i + r) % 2 == 0 else sides[::-1]):  # alternate the order
                 print(f"[{i + 1}/{len(setups)}] {config} {model} {precision}: {side} (run {r + 1})",
                       file=sys.stderr, flush=True)
-                result = harness.measure_in_tree(spec, trees[side], timeout=args.timeout)
+                result = measure_parts(spec, trees[side], args.timeout, not args.shared_process)
                 results[side].append(result)
                 runs.append({"config": config, "side": side, "run": r + 1, "spec": spec, "result": result})
         merged = {side: harness.median_of(results[side]) for side in sides}
@@ -162,8 +191,10 @@ def main():
     sample = (f"sample n = {', '.join(map(str, sample_sizes))}, {args.sample_repeats} timed call(s) each"
               if sample_sizes else "no sampling")
     evaluation = f"eval {args.eval_batches} batches, K = 1" if args.eval_batches else "no evaluation"
-    notes += [(f"timed train steps {args.steps} (eager {args.eager_steps}) after warm-up steps ({warmup}); "
-               f"{sample}; {evaluation}; {args.repeats} run(s) per tree (medians)"),
+    processes = "one process for all modes" if args.shared_process else "a fresh process per train mode"
+    notes += [(f"timed train steps {args.steps} (eager {args.eager_steps}) after warm-up steps ({warmup}), "
+               f"{processes}; {sample}; {evaluation} (fastest of 3 passes, tf.data autotuning off); {args.repeats} run(s) per tree "
+               "(medians)"),
               f"machine: {platform.machine()}, {os.cpu_count()} CPUs; Python {platform.python_version()}"]
     harness.write_results(
         rows, args.out, title="Speed before/after" if len(sides) == 2 else "Speed",

@@ -17,7 +17,7 @@ Example:
     keras_bdgm.initialize(model, images)
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from keras_bdgm._larq_first import select_legacy_keras  # noqa: E402  (imports only os and sys)
 
@@ -35,7 +35,7 @@ from keras_bdgm import layers  # noqa: E402
 from keras_bdgm import memory  # noqa: E402
 from keras_bdgm import models  # noqa: E402
 from keras_bdgm import precision  # noqa: E402
-from keras_bdgm import schedules  # noqa: E402  (registers the learning-rate schedules with Keras)
+from keras_bdgm import schedules  # noqa: E402, F401  (registers the learning-rate schedules with Keras)
 from keras_bdgm import pretrained  # noqa: E402
 from keras_bdgm.init import initialize  # noqa: E402
 

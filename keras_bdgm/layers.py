@@ -7,8 +7,16 @@ Weight normalization (Salimans & Kingma, 2016) writes each output channel's weig
     y = (g / sqrt(n)) * conv(x, sign(v)) + b                (BWN)
     y = (g / ||v||)   * conv(x, v)       + b                (WN)
 
-Both are the stock Keras layer (larq's quantized layer for BWN) run without bias,
-followed by a per-channel scale and the bias: the convolution is never re-written.
+Both are the stock Keras layer (larq's quantized layer for BWN) run without bias, with a
+per-channel scale and the bias. The 2D convs fold the scale into the kernel,
+
+    y = conv(x, v * (g / ||v||)) + b,
+
+one Conv2D and a BiasAdd (which TensorFlow's graph optimizer fuses, with a following ELU,
+into one op) instead of a multiply over every output value. The two orders are the same
+math and differ in float rounding only. Not folded: Dense and the transposed convs, and a
+BWN conv with sign inputs (w1a1), whose conv(sign x, sign v) is an exact integer on every
+backend and is scaled afterwards, so that XLA and oneDNN agree bit for bit.
 The gain g and bias b stay float32. BWN defaults to larq's `ste_sign` kernel quantizer
 (sign(0) = +1, straight-through gradient) and the `weight_clip` constraint (latent
 weights clipped to [-1, 1] after every optimizer step); `input_quantizer="ste_sign"`
@@ -35,7 +43,7 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from keras_bdgm.init import DataDependentInit
+from keras_bdgm.init import DataDependentInit, in_init_scope
 from keras_bdgm.precision import parse as parse_precision
 
 _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
@@ -43,11 +51,17 @@ _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
 _INIT_EPSILON = 1e-6
 
 
+def _take(values, channels):
+    """values[..., channels] (the last axis), or values itself for channels=None."""
+    return values if channels is None else values[..., channels]
+
+
 class _WeightNormBase(DataDependentInit):
     """Mixin: stock layer without bias -> per-channel scale g * c -> bias -> activation.
 
     Subclasses set `_out_axis` (the kernel's output-channel axis) and implement
-    `_kernel_norm_reciprocal()`, the c in `y = g * c * layer(x) + b`.
+    `_kernel_norm_reciprocal()`, the c in `y = g * c * layer(x) + b`; `_scaled` may fold
+    the scale into the kernel (`_FoldedConv2D`).
     """
 
     _out_axis = -1
@@ -126,13 +140,20 @@ class _WeightNormBase(DataDependentInit):
         """The stock layer's output, without bias or activation: layer(x, kernel)."""
         return super().call(inputs)
 
-    def call(self, inputs):
+    def _scaled(self, inputs, scale, channels=None):
+        """(layer(x, kernel) * scale)[..., channels]; `scale` is already [channels]."""
+        return _take(self._unscaled(inputs), channels) * scale
+
+    def call(self, inputs, output_channels=None):
+        """y = act(g * c * layer(x) + b); `output_channels`, a slice, returns
+        y[..., output_channels] (the 2D convs then compute only those channels)."""
         inputs = self._check_inputs(inputs)
-        unscaled = self._unscaled(inputs)
-        self._maybe_data_dependent_init(unscaled)
-        outputs = unscaled * (self.gain * self._kernel_norm_reciprocal())
+        if in_init_scope():
+            self._maybe_data_dependent_init(self._unscaled(inputs))
+        scale = _take(self.gain * self._kernel_norm_reciprocal(), output_channels)
+        outputs = self._scaled(inputs, scale, output_channels)
         if self.bias is not None:
-            outputs = outputs + self.bias
+            outputs = tf.nn.bias_add(outputs, _take(self.bias, output_channels))
         return self.wn_activation(outputs)
 
     def get_config(self):
@@ -173,8 +194,38 @@ class _BinaryWeightNorm(_WeightNormBase):
         return tf.constant(1.0 / np.sqrt(self._fan_in()), dtype=self.compute_dtype)
 
 
+class _FoldedConv2D:
+    """Mixin for the 2D convs: conv(x, K * scale), the per-channel scale folded into the kernel.
+
+    Subclasses give the operands in `_conv_operands(inputs)`: (x, K) with the stock layer's
+    unscaled output equal to conv(x, K). Where both operands are signs (`_exact_conv`), the
+    scale multiplies the output instead: conv(sign x, sign v) is a sum of +-1 terms, exact in
+    float32 on every backend (oneDNN, XLA, GPUs), and stays so; folded, its rounding would
+    differ between backends and flip downstream sign activations.
+    """
+
+    _exact_conv = False
+
+    def _conv_operands(self, inputs):
+        return inputs, self.kernel
+
+    def _convolve(self, x, kernel):
+        if self.groups > 1:  # as the stock layer: grouped convs need XLA on CPUs
+            return self._jit_compiled_convolution_op(x, tf.convert_to_tensor(kernel))
+        return self.convolution_op(x, kernel)
+
+    def _unscaled(self, inputs):
+        return self._convolve(*self._conv_operands(inputs))
+
+    def _scaled(self, inputs, scale, channels=None):
+        x, kernel = self._conv_operands(inputs)
+        if self._exact_conv:
+            return self._convolve(x, _take(kernel, channels)) * scale
+        return self._convolve(x, _take(kernel, channels) * scale)
+
+
 @_serializable
-class WNConv2D(_WeightNorm, tf.keras.layers.Conv2D):
+class WNConv2D(_FoldedConv2D, _WeightNorm, tf.keras.layers.Conv2D):
     """`tf.keras.layers.Conv2D` with weight normalization: w = gain * v / ||v||."""
 
     _expected_rank = 4
@@ -194,7 +245,7 @@ class WNDense(_WeightNorm, tf.keras.layers.Dense):
 
 
 @_serializable
-class BWNConv2D(_BinaryWeightNorm, lq.layers.QuantConv2D):
+class BWNConv2D(_FoldedConv2D, _BinaryWeightNorm, lq.layers.QuantConv2D):
     """Binary weight-normalized conv: y = (gain / sqrt(kh*kw*c_in)) * conv(x, sign(v)) + b.
 
     Takes every argument of `larq.layers.QuantConv2D`, plus `init_scale` and
@@ -215,7 +266,9 @@ class BWNConv2D(_BinaryWeightNorm, lq.layers.QuantConv2D):
     def __init__(self, *args, negated_pair_input=False, **kwargs):
         self.negated_pair_input = bool(negated_pair_input)
         super().__init__(*args, **kwargs)
-        if self.negated_pair_input and getattr(self.input_quantizer, "precision", None) != 1:
+        # sign inputs and sign weights: the conv is exact, and the scale is applied after it
+        self._exact_conv = getattr(self.input_quantizer, "precision", None) == 1
+        if self.negated_pair_input and not self._exact_conv:
             raise ValueError(
                 "negated_pair_input=True relies on sign(-x) = -sign(x): it needs a 1-bit "
                 "input_quantizer such as 'ste_sign'."
@@ -229,16 +282,24 @@ class BWNConv2D(_BinaryWeightNorm, lq.layers.QuantConv2D):
         self.input_spec = tf.keras.layers.InputSpec(ndim=4, axes={-1: input_shape[-1]})
         return None
 
-    def _unscaled(self, inputs):
-        if not self.negated_pair_input:
-            return super()._unscaled(inputs)
+    def _conv_operands(self, inputs):
+        """(quantized x, sign(v)), or (sign x, K1 - K2) with `negated_pair_input`."""
+        if self.input_quantizer:
+            inputs = self.input_quantizer(inputs)
         with lq.context.quantized_scope(True):
             kernel = tf.convert_to_tensor(self.kernel)  # sign(v), straight-through to v
-        half = kernel.shape[2] // 2
-        return tf.nn.conv2d(
-            self.input_quantizer(inputs), kernel[:, :, :half] - kernel[:, :, half:],
-            strides=self.strides, padding=self.padding.upper(), dilations=self.dilation_rate,
-        )
+        if self.negated_pair_input:
+            half = kernel.shape[2] // 2
+            kernel = kernel[:, :, :half] - kernel[:, :, half:]
+        return inputs, kernel
+
+    def _convolve(self, x, kernel):
+        if self._is_native_padding:
+            return super()._convolve(x, kernel)
+        # larq's padding with `pad_values` (e.g. 1.0, so that padded sign inputs are +1)
+        x = tf.pad(x, self._get_padding_same(x), constant_values=self.pad_values)
+        with lq.utils.patch_object(self, "padding", "valid"):
+            return super()._convolve(x, kernel)
 
     def get_config(self):
         return {**super().get_config(), "negated_pair_input": self.negated_pair_input}

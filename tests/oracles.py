@@ -14,14 +14,15 @@ def _same_padding(size, kernel, stride):
     return total // 2, total - total // 2
 
 
-def conv2d(x, w, stride=1, padding="valid"):
-    """Cross-correlation of x [N,H,W,Ci] with w [kh,kw,Ci,Co], TF padding rules."""
+def conv2d(x, w, stride=1, padding="valid", pad_value=0.0):
+    """Cross-correlation of x [N,H,W,Ci] with w [kh,kw,Ci,Co], TF padding rules ("same" pads
+    with `pad_value`)."""
     x = np.asarray(x, np.float64)
     w = np.asarray(w, np.float64)
     kh, kw = w.shape[:2]
     if padding == "same":
         (pt, pb), (pl, pr) = _same_padding(x.shape[1], kh, stride), _same_padding(x.shape[2], kw, stride)
-        x = np.pad(x, [(0, 0), (pt, pb), (pl, pr), (0, 0)])
+        x = np.pad(x, [(0, 0), (pt, pb), (pl, pr), (0, 0)], constant_values=pad_value)
     oh = (x.shape[1] - kh) // stride + 1
     ow = (x.shape[2] - kw) // stride + 1
     out = np.zeros((x.shape[0], oh, ow, w.shape[3]))

@@ -317,6 +317,24 @@ def test_bad_files_raise_value_errors_that_say_which(models, encoded):
         compression.decompress(model, forged)
 
 
+def test_failed_decoding_names_the_version_that_wrote_the_file(models, encoded):
+    """A file records the keras_bdgm version that wrote it; when decoding does not end on the
+    initial stack, the error names that version if it is not this one (the network arithmetic
+    may have changed between versions)."""
+    from keras_bdgm.compression import container
+
+    model = models["w1a1"]
+    _, data, _ = encoded["w1a1"]
+    header, words = container.unpack(data)
+    assert header["params"]["keras_bdgm"] == keras_bdgm.__version__
+    words = words.copy()
+    words[len(words) // 2] ^= 1  # decodes to other symbols (or runs dry), as other arithmetic would
+    older = dict(header, params=dict(header["params"], keras_bdgm="0.1.0"))
+    with pytest.raises(ValueError, match="corrupt") as failure:
+        compression.decompress(model, container.pack(older, words))
+    assert f"keras_bdgm 0.1.0 (this is {keras_bdgm.__version__})" in str(failure.value)
+
+
 def test_decoding_with_another_model_raises(models, encoded):
     _, data, _ = encoded["w1a1"]
     other_weights = _tiny_model("w1a1", seed=11)

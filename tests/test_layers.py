@@ -102,6 +102,95 @@ def test_conv2d_transpose_matches_stock_layer(cls, binary, stride, padding):
     np.testing.assert_allclose(layer(x).numpy(), stock(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_wn_conv2d_gradients_match_float64_explicit_weight_norm():
+    """The conv folds gain/||v|| into its kernel; its gradients for v, gain, bias and x are
+    those of y = conv(x, gain * v / ||v||) + b written out in float64."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2, 6, 5, 3)).astype("float32")
+    layer = layers.WNConv2D(4, 3, padding="same")
+    layer(x)
+    v = rng.normal(size=(3, 3, 3, 4)).astype("float32")
+    gain, bias = rng.normal(size=4).astype("float32"), rng.normal(size=4).astype("float32")
+    _set(layer, v, gain, bias)
+    upstream = rng.normal(size=(2, 6, 5, 4))
+    x32 = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x32) * upstream.astype("float32"))
+    got = tape.gradient(loss, [layer.kernel, layer.gain, layer.bias, x32])
+
+    v64, g64, b64, x64 = (tf.Variable(a.astype(np.float64)) for a in (v, gain, bias, x))
+    with tf.GradientTape() as tape:
+        w = g64 * v64 / tf.sqrt(tf.reduce_sum(v64 ** 2, axis=(0, 1, 2)))
+        loss64 = tf.reduce_sum((tf.nn.conv2d(x64, w, 1, "SAME") + b64) * upstream)
+    expected = tape.gradient(loss64, [v64, g64, b64, x64])
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("make,binary", [
+    (lambda: layers.WNConv2D(6, 3, padding="same"), False),
+    (lambda: layers.BWNConv2D(6, 3, padding="same", input_quantizer="ste_sign", negated_pair_input=True), True),
+    (lambda: layers.WNDense(6), False),
+])
+def test_output_channels_gives_those_channels_of_the_oracle(make, binary):
+    """`layer(x, output_channels=slice(1, 4))` is channels 1..3 of the layer's math (the convs
+    compute only those; Dense slices its output)."""
+    rng = np.random.default_rng(12)
+    dense = make().__class__ is layers.WNDense
+    x = rng.normal(size=(2, 5) if dense else (2, 5, 4, 3)).astype("float32")
+    layer = make()
+    layer(x)
+    shape = tuple(layer.kernel.shape)
+    v = _kernel_with_zeros(shape, rng) if binary else rng.normal(size=shape).astype("float32")
+    gain, bias = rng.normal(size=6).astype("float32"), rng.normal(size=6).astype("float32")
+    _set(layer, v, gain, bias)
+    if binary:  # sign(v) / sqrt(n) on the pair [sign x, sign(-x)]
+        pair = np.concatenate([oracles.sign(x), oracles.sign(-x)], -1)
+        full = gain / np.sqrt(v[..., 0].size) * oracles.conv2d(pair, oracles.sign(v), 1, "same") + bias
+    else:
+        w = gain * v / np.sqrt((v.astype(np.float64) ** 2).sum(axis=tuple(range(v.ndim - 1))))
+        full = (x.astype(np.float64) @ w if dense else oracles.conv2d(x, w, 1, "same")) + bias
+    got = layer(x, output_channels=slice(1, 4))
+    assert got.shape[-1] == 3
+    np.testing.assert_allclose(got.numpy(), full[..., 1:4], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_w1a1_conv_is_an_exact_integer_conv_scaled_once(jit):
+    """With sign inputs and sign weights the conv is a sum of +-1: exact. The layer scales it
+    afterwards (one float32 multiply, one add), so its output is bit for bit
+    float32(count) * scale + b in float32; XLA may fuse the two into one rounding (an FMA).
+    A scale folded into the kernel would round every partial sum and match neither."""
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(2, 6, 5, 8)).astype("float32")
+    layer = layers.BWNConv2D(4, 3, padding="same", input_quantizer="ste_sign")
+    layer(x)
+    v = _kernel_with_zeros((3, 3, 8, 4), rng)
+    gain, bias = rng.normal(size=4).astype("float32"), rng.normal(size=4).astype("float32")
+    _set(layer, v, gain, bias)
+    counts = oracles.conv2d(oracles.sign(x), oracles.sign(v), 1, "same").astype(np.float32)
+    scale = gain * np.float32(1.0 / np.sqrt(72))
+    got = tf.function(layer, jit_compile=jit)(x).numpy()
+    separate = counts * scale + bias  # float32: two roundings
+    if not jit:
+        np.testing.assert_array_equal(got, separate)
+    fused = (counts.astype(np.float64) * scale.astype(np.float64) + bias).astype(np.float32)
+    assert np.all((got == separate) | (got == fused))
+
+
+def test_bwn_conv2d_pads_with_pad_values():
+    """larq's `pad_values=1.0` (padded sign inputs are +1, not 0) holds with the folded scale."""
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(2, 5, 6, 3)).astype("float32")
+    layer = layers.BWNConv2D(4, 3, padding="same", input_quantizer="ste_sign", pad_values=1.0)
+    layer(x)
+    v = _kernel_with_zeros((3, 3, 3, 4), rng)
+    gain, bias = rng.normal(size=4).astype("float32"), rng.normal(size=4).astype("float32")
+    _set(layer, v, gain, bias)
+    expected = gain / np.sqrt(27) * oracles.conv2d(oracles.sign(x), oracles.sign(v), 1, "same", pad_value=1.0) + bias
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_bwn_activation_applies_after_bias():
     x = np.random.default_rng(0).normal(size=(2, 5, 5, 2)).astype("float32")
     plain = layers.BWNConv2D(3, 3, padding="same", kernel_initializer="ones")

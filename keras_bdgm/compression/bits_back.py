@@ -57,8 +57,10 @@ different symbols. Decode on the same kind of machine (and software versions) as
 File parameters (in the container's "params"): num_buckets K, bucket_radices and
 pixel_radices (the digits), batch_size B, ramp (the first batches' sizes), seed_words
 (initial stack size), seed_prefix_words (initial words left out of the file),
-initial_bits, constriction (the coder's version, which must quantize probabilities the
-same way when decoding).
+initial_bits, keras_bdgm (the version, whose network arithmetic must be the same when
+decoding: 0.2.0 folds the weight-norm scale into the conv kernels, which rounds differently
+from 0.1.0) and constriction (the coder's version, which must quantize probabilities the same
+way when decoding).
 
 Example:
 
@@ -83,6 +85,12 @@ DEFAULT_NUM_BUCKETS = 2**10
 DEFAULT_BATCH_SIZE = 16
 MAX_RAMP_BATCHES = 96
 _MAX_ATTEMPTS = 4
+
+
+def _keras_bdgm_version():
+    from keras_bdgm import __version__  # here: keras_bdgm/__init__ may still be importing
+
+    return __version__
 
 
 def _constriction_version():
@@ -341,6 +349,7 @@ class BitsBackCodec(ImageCodec):
         differs = np.flatnonzero(final[:common] != seed[:common])
         prefix = int(differs[0]) if differs.size else common
         file_params = {
+            "keras_bdgm": _keras_bdgm_version(),
             "constriction": _constriction_version(),
             "ramp": ramp,
             "seed_words": int(seed_count),
@@ -375,9 +384,12 @@ class BitsBackCodec(ImageCodec):
             raise ValueError("The compressed data is corrupt: it ran out of bits while decoding.") from e
         final = stack.words()
         if len(final) != len(seed) or np.any(final != seed):
-            version = file_params.get("constriction")
-            other = f" or with constriction {version} (this is {_constriction_version()})" \
-                if version not in (None, _constriction_version()) else ""
+            other = "".join(
+                f" or with {name} {written} (this is {current})"
+                for name, written, current in (
+                    ("keras_bdgm", file_params.get("keras_bdgm"), _keras_bdgm_version()),
+                    ("constriction", file_params.get("constriction"), _constriction_version()))
+                if written not in (None, current))
             raise ValueError(
                 "Decoding did not end on the initial stack, so the images may be wrong: the file is corrupt, "
                 "or it was encoded on a machine whose network arithmetic differs from this one "

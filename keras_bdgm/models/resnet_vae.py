@@ -265,6 +265,11 @@ class ResNetVAE(GenerativeModel):
         """Layer l's (p_mean, p_raw, r_mean, r_raw), each [B, H/2, W/2, z], from state d."""
         return tuple(tf.split(self.down_convs[l](tf.nn.elu(d)), 4, axis=-1))
 
+    def prior_params(self, l, d):
+        """Layer l's (p_mean, p_raw) only: `top_down_params`' first two, computing half the conv."""
+        prior_half = slice(0, 2 * self.latent_shape[-1])
+        return tuple(tf.split(self.down_convs[l](tf.nn.elu(d), output_channels=prior_half), 2, axis=-1))
+
     def top_down_update(self, l, d, z, training=False):
         """The state after layer l: d = blocks_l^down(d) + conv3x3(ELU(z_l))."""
         for block in self.down_blocks[l]:
@@ -287,13 +292,19 @@ class ResNetVAE(GenerativeModel):
         """
         n = self.num_latent_layers
         seeds = tfp.random.split_seed(self.stateless_seed(seed), n=n)
-        d = self.initial_state(batch_size)
+        # Until the top layer's z is added, d is the same for every image: the top layer's
+        # parameters and blocks run on one row, broadcast against the batch (unless training
+        # with dropout, whose masks differ per image).
+        shared = not (training and self.config["dropout"] > 0)
+        d = self.initial_state(1 if shared else batch_size)
         kls = [None] * n
         for l in reversed(range(n)):
-            p_mean, p_raw, r_mean, r_raw = self.top_down_params(l, d)
             if up_params is None:
+                p_mean, p_raw = (tf.broadcast_to(t, tf.concat([[batch_size], tf.shape(t)[1:]], 0))
+                                 for t in self.prior_params(l, d))
                 z = _prior(p_mean, p_raw, temperature).sample(seed=seeds[l])
             else:
+                p_mean, p_raw, r_mean, r_raw = self.top_down_params(l, d)
                 q_mean, q_raw = tf.split(up_params[l], 2, axis=-1)
                 posterior = logistic_from_raw(r_mean + q_mean, r_raw + q_raw)
                 z, kls[l] = sample_with_kl(posterior, logistic_from_raw(p_mean, p_raw), seeds[l])
