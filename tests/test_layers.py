@@ -102,6 +102,23 @@ def test_conv2d_transpose_matches_stock_layer(cls, binary, stride, padding):
     np.testing.assert_allclose(layer(x).numpy(), stock(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_grouped_wn_conv2d_matches_numpy_oracle_per_group():
+    """groups=2 (the stock layer's grouped conv, run by XLA on CPUs): each half of the output
+    channels sees its half of the inputs, with the folded scale."""
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(2, 5, 6, 4)).astype("float32")
+    layer = layers.WNConv2D(6, 3, padding="same", groups=2)
+    layer(x)
+    v = rng.normal(size=(3, 3, 2, 6)).astype("float32")
+    gain, bias = rng.normal(size=6).astype("float32"), rng.normal(size=6).astype("float32")
+    _set(layer, v, gain, bias)
+    w = gain * v / np.sqrt((v.astype(np.float64) ** 2).sum(axis=(0, 1, 2)))
+    expected = np.concatenate([oracles.conv2d(x[..., 2 * g:2 * g + 2], w[..., 3 * g:3 * g + 3], 1, "same")
+                               for g in range(2)], -1) + bias
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tf.function(layer)(x).numpy(), expected, rtol=1e-5, atol=1e-5)  # in a graph
+
+
 def test_wn_conv2d_gradients_match_float64_explicit_weight_norm():
     """The conv folds gain/||v|| into its kernel; its gradients for v, gain, bias and x are
     those of y = conv(x, gain * v / ||v||) + b written out in float64."""

@@ -75,6 +75,7 @@ from importlib import metadata
 import numpy as np
 import tensorflow as tf
 
+from keras_bdgm import __version__  # set before keras_bdgm/__init__ imports this package
 from keras_bdgm.compression import stack as ans
 from keras_bdgm.compression.buckets import BucketGrid, LogisticParams, latent_params
 from keras_bdgm.compression.codec import ImageCodec
@@ -85,12 +86,6 @@ DEFAULT_NUM_BUCKETS = 2**10
 DEFAULT_BATCH_SIZE = 16
 MAX_RAMP_BATCHES = 96
 _MAX_ATTEMPTS = 4
-
-
-def _keras_bdgm_version():
-    from keras_bdgm import __version__  # here: keras_bdgm/__init__ may still be importing
-
-    return __version__
 
 
 def _constriction_version():
@@ -349,7 +344,7 @@ class BitsBackCodec(ImageCodec):
         differs = np.flatnonzero(final[:common] != seed[:common])
         prefix = int(differs[0]) if differs.size else common
         file_params = {
-            "keras_bdgm": _keras_bdgm_version(),
+            "keras_bdgm": __version__,
             "constriction": _constriction_version(),
             "ramp": ramp,
             "seed_words": int(seed_count),
@@ -387,7 +382,7 @@ class BitsBackCodec(ImageCodec):
             other = "".join(
                 f" or with {name} {written} (this is {current})"
                 for name, written, current in (
-                    ("keras_bdgm", file_params.get("keras_bdgm"), _keras_bdgm_version()),
+                    ("keras_bdgm", file_params.get("keras_bdgm"), __version__),
                     ("constriction", file_params.get("constriction"), _constriction_version()))
                 if written not in (None, current))
             raise ValueError(
