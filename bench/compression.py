@@ -34,7 +34,9 @@ import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
 import numpy as np
 from PIL import Image
 
-from keras_bdgm import compression, memory, run_dir
+from keras_bdgm import compression, memory
+
+from keras_bdgm.runs import run_dir
 from keras_bdgm.compression import tools
 
 

@@ -24,7 +24,7 @@ in a new Python process whose `keras_bdgm` is the one under `tree` (put first on
 and checked): the same measuring code against another version of the package, such as a
 `git archive` of an older commit (`export_commit`). The code finds what differs between
 versions instead of assuming it: where `evaluate_bits_per_dim` lives
-(keras_bdgm.evaluation, or keras_bdgm.experiment before it), which keyword arguments
+(keras_bdgm.models.evaluation, or keras_bdgm.runs.experiment before it), which keyword arguments
 `sample` and `evaluate_bits_per_dim` take, where `build_model` lives.
 
 Output:
@@ -150,8 +150,8 @@ def version_function(modules, name):
 
 
 def evaluate_function():
-    """`evaluate_bits_per_dim` of the keras_bdgm in use (keras_bdgm.experiment's before
-    keras_bdgm.evaluation existed)."""
+    """`evaluate_bits_per_dim` of the keras_bdgm in use (keras_bdgm.runs.experiment's before
+    keras_bdgm.models.evaluation existed)."""
     return version_function(("evaluation", "experiment"), "evaluate_bits_per_dim")
 
 

@@ -19,7 +19,8 @@ import time
 import harness
 
 import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
-from keras_bdgm import data, experiment
+from keras_bdgm import datasets
+from keras_bdgm.runs import experiment
 
 PAPER_GAP = {  # Bird et al. (2021), Table 1, CIFAR-10: relative bits/dim increase over w32a32
     "flowpp": {"w1a32": 0.025, "w1a1": 0.069},
@@ -71,7 +72,7 @@ def main():
             row["train_bits_per_dim"] = report["train_bits_per_dim"]
             if model == "resnet_vae" and args.iwae_samples > 1:
                 start = time.time()
-                ds = data.load("fashion_mnist", "test", batch_size=10, shuffle=False, limit=args.iwae_examples)
+                ds = datasets.load("fashion_mnist", "test", batch_size=10, shuffle=False, limit=args.iwae_examples)
                 trained = experiment.load_model(model_dir)
                 evaluate = harness.evaluate_function()
                 row["iwae_bits_per_dim"] = evaluate(trained, ds, num_samples=args.iwae_samples)

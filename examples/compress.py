@@ -20,9 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO line
 import keras_bdgm  # noqa: E402,F401
 from absl import flags  # noqa: E402
 
-from keras_bdgm import cli, compression, pretrained  # noqa: E402
+from keras_bdgm import compression, pretrained  # noqa: E402
+
+from keras_bdgm.runs import cli  # noqa: E402
 from keras_bdgm.compression import container, tools  # noqa: E402
-from keras_bdgm.errors import ConfigError  # noqa: E402
+from keras_bdgm.runs.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A trained run folder (holds model.keras), from examples/train.py.")

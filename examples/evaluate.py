@@ -9,7 +9,7 @@ is reproduced: batch b of the evaluation draws its noise from the seed pair (see
 figure depends on how the images are batched. The run's batch size is its eval_batch_size
 (for runs from before that setting, and the shipped models: its training batch_size); other
 values of --eval_batch_size give an equally valid figure that differs by Monte Carlo noise.
-Where neither is known the default is keras_bdgm.evaluation.DEFAULT_BATCH_SIZE (256, the
+Where neither is known the default is keras_bdgm.models.evaluation.DEFAULT_BATCH_SIZE (256, the
 fastest on 2 CPU cores for the small presets).
 
 The result is one JSON line on stdout; a progress bar (batches, running bits/dim, and per
@@ -26,8 +26,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO line
 import keras_bdgm  # noqa: E402,F401
 from absl import flags  # noqa: E402
 
-from keras_bdgm import cli, data, evaluation, experiment, pretrained, run_dir  # noqa: E402
-from keras_bdgm.errors import ConfigError, DataNotFoundError  # noqa: E402
+from keras_bdgm import datasets, pretrained  # noqa: E402
+
+from keras_bdgm.models import evaluation  # noqa: E402
+
+from keras_bdgm.runs import cli, experiment, run_dir  # noqa: E402
+from keras_bdgm.runs.errors import ConfigError, DataNotFoundError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A model_dir written by train.py.")
@@ -91,7 +95,7 @@ def main(argv):
     split = FLAGS.split or settings.get("eval_split") or "test"
     batch_size = eval_batch_size(settings)
     try:
-        ds = data.load(dataset, split, batch_size=batch_size, shuffle=False,
+        ds = datasets.load(dataset, split, batch_size=batch_size, shuffle=False,
                        data_dir=FLAGS.data_dir or settings.get("data_dir"),
                        manual_dir=settings.get("manual_dir"),
                        limit=FLAGS.eval_examples or settings.get("eval_examples"))

@@ -11,8 +11,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO line
 import keras_bdgm  # noqa: E402,F401
 from absl import flags  # noqa: E402
 
-from keras_bdgm import cli, experiment, image_grid, pretrained  # noqa: E402
-from keras_bdgm.errors import ConfigError  # noqa: E402
+from keras_bdgm import image_grid, pretrained  # noqa: E402
+
+from keras_bdgm.runs import cli, experiment  # noqa: E402
+from keras_bdgm.runs.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A model_dir written by train.py.")

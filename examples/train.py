@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO line
 import keras_bdgm  # noqa: E402,F401  (Keras 2 before TensorFlow)
 from absl import flags  # noqa: E402
 
-from keras_bdgm import cli, experiment  # noqa: E402
+from keras_bdgm.runs import cli, experiment  # noqa: E402
 
 FLAGS = flags.FLAGS
 cli.define_flags("model", "precision", "preset", "overrides", "dataset", "data_dir", "manual_dir", "epochs",

@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO line
 import keras_bdgm  # noqa: E402,F401
 from absl import flags  # noqa: E402
 
-from keras_bdgm import cli, experiment, tuning  # noqa: E402
-from keras_bdgm.errors import ConfigError  # noqa: E402
+from keras_bdgm.runs import cli, experiment, tuning  # noqa: E402
+from keras_bdgm.runs.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
 cli.define_flags("model", "preset", "overrides", "dataset", "data_dir", "epochs", "steps_per_epoch", "batch_size",

@@ -35,7 +35,7 @@ from keras_bdgm import layers  # noqa: E402
 from keras_bdgm import memory  # noqa: E402
 from keras_bdgm import models  # noqa: E402
 from keras_bdgm import precision  # noqa: E402
-from keras_bdgm import schedules  # noqa: E402, F401  (registers the learning-rate schedules with Keras)
+from keras_bdgm.runs import schedules  # noqa: E402, F401  (registers the learning-rate schedules with Keras)
 from keras_bdgm import pretrained  # noqa: E402
 from keras_bdgm.init import initialize  # noqa: E402
 

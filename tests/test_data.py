@@ -1,10 +1,10 @@
-"""Tests of keras_bdgm.data: tfds Fashion-MNIST from Debian's files, image folders, splits,
+"""Tests of keras_bdgm.datasets: tfds Fashion-MNIST from Debian's files, image folders, splits,
 sources resolved once, errors.
 
 The oracle for Fashion-MNIST is a direct numpy parse of the idx `.gz` files; for folders,
 the arrays the test writes as PNGs; for splits, Python's slicing of a range and
 tensorflow-datasets' own split arithmetic. A machine without internet is simulated through
-the public seams: `data.SOURCES` (the registry of sources) and `TfdsSource(reachable=...)`.
+the public seams: `datasets.SOURCES` (the registry of sources) and `TfdsSource(reachable=...)`.
 """
 
 import collections
@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_bdgm import data
+from keras_bdgm import datasets
 from keras_bdgm.datasets import fashion_mnist, folder, splits
 from keras_bdgm.datasets import tfds as tfds_source
 
@@ -50,11 +50,11 @@ def oracle():
 
 @pytest.fixture(scope="session")
 def fmnist_dir(tmp_path_factory, oracle):
-    """A tfds data_dir where `data.load` prepared fashion_mnist automatically (the cost here)."""
+    """A tfds data_dir where `datasets.load` prepared fashion_mnist automatically (the cost here)."""
     del oracle  # only for the skip
     data_dir = str(tmp_path_factory.mktemp("tfds"))
     start = time.perf_counter()
-    data.load("fashion_mnist", "test", 10, data_dir=data_dir, download=False)
+    datasets.load("fashion_mnist", "test", 10, data_dir=data_dir, download=False)
     print(f"\nprepared fashion_mnist from {DEBIAN} in {time.perf_counter() - start:.1f} s")
     return data_dir
 
@@ -63,10 +63,10 @@ def _as_numpy(ds):
     return np.concatenate([batch.numpy() for batch in ds])
 
 
-def _offline(monkeypatch, reachable, names=data.KNOWN_DATASETS):
+def _offline(monkeypatch, reachable, names=datasets.KNOWN_DATASETS):
     """Registers tfds sources whose download hosts answer `reachable(host)` (a stub)."""
     for name in names:
-        monkeypatch.setitem(data.SOURCES, name, functools.partial(tfds_source.TfdsSource, reachable=reachable))
+        monkeypatch.setitem(datasets.SOURCES, name, functools.partial(tfds_source.TfdsSource, reachable=reachable))
 
 
 # ----------------------------------------------------------------------------- Fashion-MNIST
@@ -105,21 +105,21 @@ def test_fashion_mnist_prepared_matches_idx_files(fmnist_dir, oracle):
 
 def test_load_fashion_mnist_test_split_in_stored_order(fmnist_dir):
     stored = _stored(fmnist_dir, "test")[0]
-    ds = data.load("fashion_mnist", "test", 384, data_dir=fmnist_dir)
+    ds = datasets.load("fashion_mnist", "test", 384, data_dir=fmnist_dir)
     sizes = [int(b.shape[0]) for b in ds]
     assert sizes == [384] * (10000 // 384) + [10000 % 384]
     spec = ds.element_spec
     assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, 28, 28, 1]
     np.testing.assert_array_equal(_as_numpy(ds), stored)
 
-    dropped = data.load("fashion_mnist", "test", 384, data_dir=fmnist_dir, drop_remainder=True)
+    dropped = datasets.load("fashion_mnist", "test", 384, data_dir=fmnist_dir, drop_remainder=True)
     assert dropped.element_spec.shape.as_list() == [384, 28, 28, 1]
     assert sum(1 for _ in dropped) == 10000 // 384
 
 
 def test_load_fashion_mnist_train_is_shuffled(fmnist_dir):
     head = _stored(fmnist_dir, "train[:500]")[0][..., 0]
-    ds = data.load("fashion_mnist", "train", 100, data_dir=fmnist_dir, limit=500, seed=1)
+    ds = datasets.load("fashion_mnist", "train", 100, data_dir=fmnist_dir, limit=500, seed=1)
     epoch1, epoch2 = _as_numpy(ds)[..., 0], _as_numpy(ds)[..., 0]
     assert epoch1.shape == (500, 28, 28)
     # The same 500 images (the first 500 stored), in another order, new each epoch.
@@ -128,7 +128,7 @@ def test_load_fashion_mnist_train_is_shuffled(fmnist_dir):
     assert not np.array_equal(epoch1, head)
     assert not np.array_equal(epoch1, epoch2)
     # shuffle=False keeps the stored order.
-    plain = data.load("fashion_mnist", "train", 100, data_dir=fmnist_dir, limit=500, shuffle=False)
+    plain = datasets.load("fashion_mnist", "train", 100, data_dir=fmnist_dir, limit=500, shuffle=False)
     np.testing.assert_array_equal(_as_numpy(plain)[..., 0], head)
 
 
@@ -136,7 +136,7 @@ def test_prepared_fashion_mnist_needs_no_source_files(fmnist_dir, monkeypatch, t
     stored = _stored(fmnist_dir, "test[:64]")[0]
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path))  # empty
     _offline(monkeypatch, lambda host: pytest.fail("no network needed"))
-    ds = data.load("fashion_mnist", "test[:64]", 64, data_dir=fmnist_dir)
+    ds = datasets.load("fashion_mnist", "test[:64]", 64, data_dir=fmnist_dir)
     np.testing.assert_array_equal(_as_numpy(ds), stored)
 
 
@@ -166,7 +166,7 @@ def test_missing_fashion_mnist_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(empty))
     data_dir = str(tmp_path / "tfds")
     with pytest.raises(FileNotFoundError) as info:
-        data.load("fashion_mnist", "train", 8, data_dir=data_dir, download=False)
+        datasets.load("fashion_mnist", "train", 8, data_dir=data_dir, download=False)
     message = str(info.value)
     assert "apt-get install dataset-fashion-mnist" in message
     assert str(empty) in message and data_dir in message and "manual_dir" in message
@@ -175,12 +175,12 @@ def test_missing_fashion_mnist_says_how_to_get_it(monkeypatch, tmp_path):
     hosts = []
     _offline(monkeypatch, lambda host: hosts.append(host) or False)
     with pytest.raises(FileNotFoundError, match="cannot be reached") as info:
-        data.load("fashion_mnist", "train", 8, data_dir=data_dir)
+        datasets.load("fashion_mnist", "train", 8, data_dir=data_dir)
     assert hosts and "apt-get install dataset-fashion-mnist" in str(info.value)
 
     # A manual_dir without the files names them.
     with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.gz") as info:
-        data.load("fashion_mnist", "train", 8, data_dir=data_dir, manual_dir=str(empty))
+        datasets.load("fashion_mnist", "train", 8, data_dir=data_dir, manual_dir=str(empty))
     assert str(empty) in str(info.value)
 
 
@@ -188,42 +188,42 @@ def test_missing_downloads_and_manual_files(monkeypatch, tmp_path):
     data_dir = str(tmp_path / "tfds")
     _offline(monkeypatch, lambda host: False)
     with pytest.raises(FileNotFoundError, match="internet") as info:
-        data.load("cifar10", "train", 8, data_dir=data_dir)
+        datasets.load("cifar10", "train", 8, data_dir=data_dir)
     assert data_dir in str(info.value)
     with pytest.raises(FileNotFoundError, match="download=False"):
-        data.load("mnist", "test", 8, data_dir=data_dir, download=False)
+        datasets.load("mnist", "test", 8, data_dir=data_dir, download=False)
     for size in ("32x32", "64x64"):
         with pytest.raises(FileNotFoundError, match="manual_dir") as info:
-            data.load(f"downsampled_imagenet/{size}", "train", 8, data_dir=data_dir)
+            datasets.load(f"downsampled_imagenet/{size}", "train", 8, data_dir=data_dir)
         assert f"train_{size}.tar" in str(info.value) and f"valid_{size}.tar" in str(info.value)
     manual = tmp_path / "manual"
     manual.mkdir()
     (manual / "train_32x32.tar").write_bytes(b"")
     with pytest.raises(FileNotFoundError) as info:
-        data.load("downsampled_imagenet/32x32", "test", 8, data_dir=data_dir, manual_dir=manual)
+        datasets.load("downsampled_imagenet/32x32", "test", 8, data_dir=data_dir, manual_dir=manual)
     assert "valid_32x32.tar" in str(info.value) and "train_32x32.tar," not in str(info.value)
     assert str(manual) in str(info.value)
     # Downsampled ImageNet's held-out split is "validation"; "test" reads it.
-    assert data.resolve("downsampled_imagenet/64x64").tfds_split("test[:10%]") == "validation[:10%]"
-    assert data.resolve("cifar10").tfds_split("test[:10%]") == "test[:10%]"
+    assert datasets.resolve("downsampled_imagenet/64x64").tfds_split("test[:10%]") == "validation[:10%]"
+    assert datasets.resolve("cifar10").tfds_split("test[:10%]") == "test[:10%]"
 
 
 def test_unknown_names_list_the_known_ones():
-    for call in (lambda: data.load("cifar100", "train", 8), lambda: data.image_shape("imagenet")):
+    for call in (lambda: datasets.load("cifar100", "train", 8), lambda: datasets.image_shape("imagenet")):
         with pytest.raises(ValueError) as info:
             call()
-        for name in data.KNOWN_DATASETS:
+        for name in datasets.KNOWN_DATASETS:
             assert name in str(info.value)
         assert "folder:" in str(info.value)
 
 
 def test_image_shapes_without_loading():
-    assert data.image_shape("fashion_mnist") == (28, 28, 1)
-    assert data.image_shape("mnist") == (28, 28, 1)
-    assert data.image_shape("cifar10") == (32, 32, 3)
-    assert data.image_shape("downsampled_imagenet/32x32") == (32, 32, 3)
-    assert data.image_shape("downsampled_imagenet/64x64") == (64, 64, 3)
-    assert set(data.KNOWN_DATASETS) == {
+    assert datasets.image_shape("fashion_mnist") == (28, 28, 1)
+    assert datasets.image_shape("mnist") == (28, 28, 1)
+    assert datasets.image_shape("cifar10") == (32, 32, 3)
+    assert datasets.image_shape("downsampled_imagenet/32x32") == (32, 32, 3)
+    assert datasets.image_shape("downsampled_imagenet/64x64") == (64, 64, 3)
+    assert set(datasets.KNOWN_DATASETS) == {
         "fashion_mnist", "mnist", "cifar10",
         "downsampled_imagenet/32x32", "downsampled_imagenet/64x64",
     }
@@ -231,9 +231,9 @@ def test_image_shapes_without_loading():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="batch_size"):
-        data.load("fashion_mnist", "train", 0)
+        datasets.load("fashion_mnist", "train", 0)
     with pytest.raises(ValueError, match="limit"):
-        data.load("fashion_mnist", "train", 8, limit=0)
+        datasets.load("fashion_mnist", "train", 8, limit=0)
 
 
 # ----------------------------------------------------------------------------- folders
@@ -257,8 +257,8 @@ def test_folder_grey_and_rgb_exact_pixels(tmp_path):
 
     for sub, expected in (("grey", grey[..., None]), ("rgb", rgb)):
         name = f"folder:{tmp_path / sub}"
-        assert data.image_shape(name) == expected.shape[1:]
-        ds = data.load(name, "train", 2, shuffle=False)
+        assert datasets.image_shape(name) == expected.shape[1:]
+        ds = datasets.load(name, "train", 2, shuffle=False)
         assert ds.element_spec.dtype == tf.uint8
         assert ds.element_spec.shape.as_list() == [None, *expected.shape[1:]]
         batches = [b.numpy() for b in ds]
@@ -271,14 +271,14 @@ def test_folder_palette_and_jpeg(tmp_path):
     img = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
     palette = Image.fromarray(img).quantize(16)
     palette.save(tmp_path / "p.png")
-    (ds,) = list(data.load(f"folder:{tmp_path}", "train", 4, shuffle=False))
+    (ds,) = list(datasets.load(f"folder:{tmp_path}", "train", 4, shuffle=False))
     np.testing.assert_array_equal(ds.numpy()[0], np.asarray(palette.convert("RGB")))
 
     jpg = tmp_path / "jpg"
     jpg.mkdir()
     grey = rng.integers(0, 256, size=(16, 16), dtype=np.uint8)
     Image.fromarray(grey).save(jpg / "a.jpg", quality=95)
-    (batch,) = list(data.load(f"folder:{jpg}", "train", 4))
+    (batch,) = list(datasets.load(f"folder:{jpg}", "train", 4))
     decoded = np.asarray(Image.open(jpg / "a.jpg"))
     assert batch.shape == (1, 16, 16, 1)
     np.testing.assert_array_equal(batch.numpy()[0, ..., 0], decoded)  # PIL's libjpeg decode
@@ -289,40 +289,40 @@ def test_folder_splits_and_slices(tmp_path):
     for i, img in enumerate(imgs):
         _write(tmp_path / f"{i}.png", img)
     name = f"folder:{tmp_path}"
-    head = _as_numpy(data.load(name, "train[:70%]", 100, shuffle=False))[..., 0]
-    tail = _as_numpy(data.load(name, "train[70%:]", 100, shuffle=False))[..., 0]
+    head = _as_numpy(datasets.load(name, "train[:70%]", 100, shuffle=False))[..., 0]
+    tail = _as_numpy(datasets.load(name, "train[70%:]", 100, shuffle=False))[..., 0]
     np.testing.assert_array_equal(head, imgs[:7])
     np.testing.assert_array_equal(tail, imgs[7:])
-    last = _as_numpy(data.load(name, "train[-2:]", 100, shuffle=False))[..., 0]
+    last = _as_numpy(datasets.load(name, "train[-2:]", 100, shuffle=False))[..., 0]
     np.testing.assert_array_equal(last, imgs[8:])
-    limited = _as_numpy(data.load(name, "train", 3, shuffle=False, limit=4))[..., 0]
+    limited = _as_numpy(datasets.load(name, "train", 3, shuffle=False, limit=4))[..., 0]
     np.testing.assert_array_equal(limited, imgs[:4])
     with pytest.raises(ValueError, match="sub-folder"):
-        data.load(name, "test", 4)
+        datasets.load(name, "test", 4)
 
     (tmp_path / "test").mkdir()
     _write(tmp_path / "test" / "x.png", np.full((3, 3), 200, np.uint8))
-    assert data.image_shape(name, "test") == (3, 3, 1)
-    np.testing.assert_array_equal(_as_numpy(data.load(name, "test", 4)), np.full((1, 3, 3, 1), 200))
+    assert datasets.image_shape(name, "test") == (3, 3, 1)
+    np.testing.assert_array_equal(_as_numpy(datasets.load(name, "test", 4)), np.full((1, 3, 3, 1), 200))
 
 
 def test_folder_train_is_shuffled(tmp_path):
     imgs = np.arange(40, dtype=np.uint8)[:, None, None].repeat(2, 1).repeat(2, 2)
     for i, img in enumerate(imgs):
         _write(tmp_path / f"{i:03d}.png", img)
-    train = _as_numpy(data.load(f"folder:{tmp_path}", "train", 8, seed=3))[:, 0, 0, 0]
+    train = _as_numpy(datasets.load(f"folder:{tmp_path}", "train", 8, seed=3))[:, 0, 0, 0]
     assert sorted(train.tolist()) == list(range(40))
     assert train.tolist() != list(range(40))
 
 
 def test_bad_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        data.load(f"folder:{tmp_path / 'nope'}", "train", 4)
+        datasets.load(f"folder:{tmp_path / 'nope'}", "train", 4)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="No PNG/JPEG"):
-        data.load(f"folder:{tmp_path / 'empty'}", "train", 4)
+        datasets.load(f"folder:{tmp_path / 'empty'}", "train", 4)
     with pytest.raises(ValueError, match="No PNG/JPEG"):
-        data.image_shape(f"folder:{tmp_path / 'empty'}")
+        datasets.image_shape(f"folder:{tmp_path / 'empty'}")
 
     mixed = tmp_path / "mixed"
     mixed.mkdir()
@@ -330,7 +330,7 @@ def test_bad_folders(tmp_path):
     _write(mixed / "b.png", np.zeros((4, 4), np.uint8))
     _write(mixed / "c.png", np.zeros((4, 5), np.uint8))
     with pytest.raises(ValueError, match="one height x width") as info:
-        data.load(f"folder:{mixed}", "train", 4)
+        datasets.load(f"folder:{mixed}", "train", 4)
     assert "4x4x1: 2 file" in str(info.value) and "4x5x1: 1 file" in str(info.value)
 
     channels = tmp_path / "channels"
@@ -338,15 +338,15 @@ def test_bad_folders(tmp_path):
     _write(channels / "a.png", np.zeros((4, 4), np.uint8))
     _write(channels / "b.png", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="4x4x3"):
-        data.image_shape(f"folder:{channels}")
+        datasets.image_shape(f"folder:{channels}")
 
     deep = tmp_path / "deep"
     deep.mkdir()
     Image.fromarray(np.zeros((4, 4), np.uint16)).save(deep / "a.png")  # 16-bit grey
     with pytest.raises(ValueError, match="mode"):
-        data.load(f"folder:{deep}", "train", 4)
+        datasets.load(f"folder:{deep}", "train", 4)
     with pytest.raises(ValueError, match="folder:/path"):
-        data.load("folder:", "train", 4)
+        datasets.load("folder:", "train", 4)
     with pytest.raises(ValueError, match="parse"):
         splits.parse("train[a:b]")
 
@@ -359,15 +359,15 @@ def test_damaged_images_are_found_by_the_scan_and_each_named(tmp_path):
     (tmp_path / "1.png").write_bytes(whole[:-12])  # no IEND: PIL reads it, TensorFlow does not
     (tmp_path / "3.png").write_bytes(whole[: len(whole) // 2])  # cut in the middle of the pixels
     with pytest.raises(ValueError) as info:
-        data.image_shape(f"folder:{tmp_path}")
+        datasets.image_shape(f"folder:{tmp_path}")
     message = str(info.value)
     assert "2 of the 4 images" in message and "Remove or replace them" in message
     assert "1.png: cannot be decoded" in message and "3.png: cannot be decoded" in message
     assert "0.png" not in message and "2.png" not in message
     (tmp_path / "1.png").write_bytes(whole)  # repaired: scanned again (new size and time)
     (tmp_path / "3.png").unlink()
-    assert data.image_shape(f"folder:{tmp_path}") == (8, 8, 1)
-    assert _as_numpy(data.load(f"folder:{tmp_path}", "train", 8, shuffle=False)).shape == (3, 8, 8, 1)
+    assert datasets.image_shape(f"folder:{tmp_path}") == (8, 8, 1)
+    assert _as_numpy(datasets.load(f"folder:{tmp_path}", "train", 8, shuffle=False)).shape == (3, 8, 8, 1)
 
 
 # ----------------------------------------------------------------------------- splits
@@ -449,7 +449,7 @@ def test_split_parsing_and_spelling():
     assert splits.complement("train[90%:]") == "train[:90%]"
     assert splits.complement("train[:1000]") == "train[1000:]"
     assert splits.complement("train") is None and splits.complement("train[10%:90%]") is None
-    assert data.is_training_split("train[:90%]") and not data.is_training_split("test[:10%]")
+    assert datasets.is_training_split("train[:90%]") and not datasets.is_training_split("test[:10%]")
 
 
 def test_bad_splits_raise_clear_value_errors():
@@ -477,7 +477,7 @@ def test_bad_splits_raise_clear_value_errors():
 # ----------------------------------------------------------------------------- sources
 
 
-class _ArraySource(data.Source):
+class _ArraySource(datasets.Source):
     """A `Source` over in-memory arrays: {split name: uint8 [N, H, W, C]}."""
 
     def __init__(self, name, arrays):
@@ -507,37 +507,37 @@ def test_registry_dispatches_names_and_prefixes(monkeypatch):
         made.append((name, data_dir, manual_dir, download))
         return _ArraySource(name, arrays)
 
-    monkeypatch.setitem(data.SOURCES, "mem:", factory)
-    source = data.resolve("mem:a", data_dir="d", manual_dir="m")
-    assert isinstance(source, data.Source) and made == [("mem:a", "d", "m", True)]
-    assert data.resolve(source) is source
-    assert data.image_shape("mem:x") == (2, 2, 1)
-    np.testing.assert_array_equal(_as_numpy(data.load("mem:x", "train[:70%]", 3, shuffle=False)), arrays["train"][:7])
-    np.testing.assert_array_equal(_as_numpy(data.load(source, "train", 4, limit=5, shuffle=False)), arrays["train"][:5])
-    shuffled = _as_numpy(data.load(source, "train", 4, seed=2))  # a training split: shuffled
+    monkeypatch.setitem(datasets.SOURCES, "mem:", factory)
+    source = datasets.resolve("mem:a", data_dir="d", manual_dir="m")
+    assert isinstance(source, datasets.Source) and made == [("mem:a", "d", "m", True)]
+    assert datasets.resolve(source) is source
+    assert datasets.image_shape("mem:x") == (2, 2, 1)
+    np.testing.assert_array_equal(_as_numpy(datasets.load("mem:x", "train[:70%]", 3, shuffle=False)), arrays["train"][:7])
+    np.testing.assert_array_equal(_as_numpy(datasets.load(source, "train", 4, limit=5, shuffle=False)), arrays["train"][:5])
+    shuffled = _as_numpy(datasets.load(source, "train", 4, seed=2))  # a training split: shuffled
     assert sorted(shuffled.reshape(10, -1).tolist()) == arrays["train"].reshape(10, -1).tolist()
     assert not np.array_equal(shuffled, arrays["train"])
     # No test split: train_and_eval_splits still defaults to "test" (a Source's default).
-    assert data.train_and_eval_splits(source) == ("train", "test", None)
-    assert data.train_and_eval_splits(source, eval_split="train[95%:]") == ("train[:95%]", "train[95%:]", None)
+    assert datasets.train_and_eval_splits(source) == ("train", "test", None)
+    assert datasets.train_and_eval_splits(source, eval_split="train[95%:]") == ("train[:95%]", "train[95%:]", None)
     with pytest.raises(ValueError, match="lies in the training data"):
-        data.train_and_eval_splits(source, eval_split="train[10%:20%]")
+        datasets.train_and_eval_splits(source, eval_split="train[10%:20%]")
     for bad in ("mem", "cifar100", None):
         with pytest.raises(ValueError, match="Unknown dataset"):
-            data.resolve(bad)
+            datasets.resolve(bad)
 
 
 def test_tfds_sources_know_their_splits_without_data():
-    cifar = data.resolve("cifar10", data_dir="/nonexistent")
+    cifar = datasets.resolve("cifar10", data_dir="/nonexistent")
     assert isinstance(cifar, tfds_source.TfdsSource) and cifar.name == "cifar10"
     assert cifar.image_shape("test[:10%]") == (32, 32, 3)  # reads nothing
     assert cifar.has_split("test") and not cifar.has_split("validation")
     with pytest.raises(ValueError, match="no split 'valid'.*train, test"):
         cifar.image_shape("valid")
-    imagenet = data.resolve("downsampled_imagenet/32x32")
+    imagenet = datasets.resolve("downsampled_imagenet/32x32")
     assert imagenet.has_split("test") and imagenet.has_split("validation")
     assert imagenet.tfds_split("test") == "validation" and imagenet.tfds_split("train[:1%]") == "train[:1%]"
-    assert data.train_and_eval_splits("downsampled_imagenet/32x32") == ("train", "test", None)
+    assert datasets.train_and_eval_splits("downsampled_imagenet/32x32") == ("train", "test", None)
     with pytest.raises(ValueError, match="Unknown tfds dataset"):
         tfds_source.TfdsSource("cifar100")
 
@@ -548,7 +548,7 @@ def test_tfds_source_counts_splits_like_tfds_and_prepares_once(fmnist_dir, monke
     builders = []
     real = tfds.builder
     monkeypatch.setattr(tfds, "builder", lambda *a, **k: builders.append(a) or real(*a, **k))
-    source = data.resolve("fashion_mnist", data_dir=fmnist_dir, download=False)
+    source = datasets.resolve("fashion_mnist", data_dir=fmnist_dir, download=False)
     info = real("fashion_mnist", data_dir=fmnist_dir).info
     for spec in ("train", "test", "train[:90%]", "train[90%:]", "test[:33.3%]", "test[-25%:]", "train[:1000]"):
         assert source.num_examples(spec) == info.splits[spec].num_examples, spec
@@ -565,7 +565,7 @@ def test_folder_source_scans_once(tmp_path, monkeypatch):
     scanned = []
     real = folder.scan
     monkeypatch.setattr(folder, "scan", lambda path, *a: scanned.append(path) or real(path, *a))
-    source = data.resolve(f"folder:{tmp_path}")
+    source = datasets.resolve(f"folder:{tmp_path}")
     assert isinstance(source, folder.FolderSource) and scanned == []  # resolving reads nothing
     assert source.image_shape("train") == (3, 3, 1)
     assert source.num_examples("train[:90%]") == 9 and source.num_examples("train[90%:]") == 1
@@ -579,7 +579,7 @@ def test_folder_source_scans_once(tmp_path, monkeypatch):
     # The scan is the source's: a new image shows in a new source only.
     _write(tmp_path / "99.png", imgs[0])
     assert source.num_examples("train") == 10
-    assert data.resolve(f"folder:{tmp_path}").num_examples("train") == 11
+    assert datasets.resolve(f"folder:{tmp_path}").num_examples("train") == 11
     # A slice past the end is refused, as tfds refuses it.
     with pytest.raises(ValueError, match="holds only 10"):
         source.load("train[:20]", 4)
@@ -590,10 +590,10 @@ def test_folder_source_scans_once(tmp_path, monkeypatch):
 def test_flat_folder_eval_split_and_note(tmp_path):
     _write(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
     name = f"folder:{tmp_path}"
-    train, evaluation, note = data.train_and_eval_splits(name)
-    assert (train, evaluation) == data.HELD_OUT == ("train[:90%]", "train[90%:]")
+    train, evaluation, note = datasets.train_and_eval_splits(name)
+    assert (train, evaluation) == datasets.HELD_OUT == ("train[:90%]", "train[90%:]")
     assert note.startswith(f"{tmp_path} has no test/ sub-folder") and "last 10%" in note
     (tmp_path / "test").mkdir()
-    assert data.train_and_eval_splits(name) == ("train", "test", None)
+    assert datasets.train_and_eval_splits(name) == ("train", "test", None)
     with pytest.raises(ValueError, match="names no folder"):
-        data.resolve("folder:")
+        datasets.resolve("folder:")

@@ -1,11 +1,11 @@
-"""keras_bdgm.evaluation: the compiled, batched bits/dim gives the eager loop's figures,
+"""keras_bdgm.models.evaluation: the compiled, batched bits/dim gives the eager loop's figures,
 traces once per batch shape, shows progress and rejects bad arguments."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_bdgm import evaluation
+from keras_bdgm.models import evaluation
 
 import tiny
 

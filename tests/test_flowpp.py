@@ -15,7 +15,7 @@ import tensorflow_probability as tfp
 from keras_bdgm import bijectors as kb
 from keras_bdgm.memory import footprint
 from keras_bdgm.models import FlowPlusPlus
-from keras_bdgm.noise import stateless_normal
+from keras_bdgm.models.noise import stateless_normal
 
 import tiny
 

@@ -1,5 +1,5 @@
 """The model battery: every model at every precision keeps GenerativeModel's contract
-(keras_bdgm/training.py): output shapes and dtypes, finite losses, the bound in nats and
+(keras_bdgm/models/base.py): output shapes and dtypes, finite losses, the bound in nats and
 bits/dim, seeds read one way, the importance-weighted bound, `.keras` and packed round
 trips, and bad images rejected with errors that name the problem.
 
@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 from keras_bdgm import memory
-from keras_bdgm.training import importance_chunks, stateless_seed
+from keras_bdgm.models.base import importance_chunks, stateless_seed
 
 import tiny
 

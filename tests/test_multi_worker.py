@@ -4,7 +4,7 @@ Every run here trains the same tiny ResNet VAE on the same tiny image folder (32
 whose first pixel is the image's index) with a global batch of 8, seed 0, 2 epochs of 2
 steps. The reference is one process with `--strategy=mirrored` over 2 logical CPUs
 (KERAS_BDGM_LOGICAL_CPUS=2): the same two replicas as two single-CPU workers, so the same
-per-replica batches and noise seeds (keras_bdgm.training, `noise_seed`). The clusters are a
+per-replica batches and noise seeds (keras_bdgm.models.base, `noise_seed`). The clusters are a
 chief and a worker on free ports of 127.0.0.1 (README.md, "Scaling out", is this example).
 
 The clusters need local TCP ports: their tests skip themselves when 127.0.0.1 cannot be
@@ -24,7 +24,9 @@ import time
 import numpy as np
 import pytest
 
-from keras_bdgm import errors, image_grid, run_dir, strategies
+from keras_bdgm import image_grid
+
+from keras_bdgm.runs import errors, run_dir, strategies
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_VAE = {"width": 8, "latent_layers": 2, "processing_blocks": 0}
@@ -86,10 +88,11 @@ def _flags(settings):
 SPY_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
     import keras_bdgm, tensorflow as tf
-    from keras_bdgm import cli, experiment, training
+    from keras_bdgm.models import base
+    from keras_bdgm.runs import cli, experiment
 
     settings, kill_after = json.loads(sys.argv[1]), int(sys.argv[2])
-    train_step, noise_seed = training.GenerativeModel.train_step, training.GenerativeModel.noise_seed
+    train_step, noise_seed = base.GenerativeModel.train_step, base.GenerativeModel.noise_seed
 
     def replica_and_step(model):
         ctx = tf.distribute.get_replica_context()
@@ -97,7 +100,7 @@ SPY_SCRIPT = textwrap.dedent("""
         return replica, model.optimizer.iterations + 1
 
     def spied_train_step(self, data):
-        tf.print("SAW", *replica_and_step(self), training.images_from(data)[:, 0, 0, 0],
+        tf.print("SAW", *replica_and_step(self), base.images_from(data)[:, 0, 0, 0],
                  summarize=-1, output_stream=sys.stdout)
         return train_step(self, data)
 
@@ -107,8 +110,8 @@ SPY_SCRIPT = textwrap.dedent("""
             tf.print("SEED", *replica_and_step(self), seed, summarize=-1, output_stream=sys.stdout)
         return seed
 
-    training.GenerativeModel.train_step = spied_train_step
-    training.GenerativeModel.noise_seed = spied_noise_seed
+    base.GenerativeModel.train_step = spied_train_step
+    base.GenerativeModel.noise_seed = spied_noise_seed
 
     class Kill(tf.keras.callbacks.Callback):
         steps = 0
@@ -185,7 +188,7 @@ def _by_replica_and_step(rows):
 
 
 def _weights(model_dir):
-    from keras_bdgm import experiment  # pylint: disable=import-outside-toplevel
+    from keras_bdgm.runs import experiment  # pylint: disable=import-outside-toplevel
     model = experiment.load_model(str(model_dir))
     return [w.numpy() for w in model.weights]
 

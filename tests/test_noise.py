@@ -1,4 +1,4 @@
-"""keras_bdgm.noise.stateless_normal against TensorFlow's own kernel
+"""keras_bdgm.models.noise.stateless_normal against TensorFlow's own kernel
 (`tf.random.stateless_normal`), eagerly, in a graph and under XLA."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
-from keras_bdgm.noise import philox_key_counter, stateless_normal
+from keras_bdgm.models.noise import philox_key_counter, stateless_normal
 
 # Seeds with a negative half are the ones XLA's own key derivation gets wrong.
 SEEDS = [(3, 4), (1394558998, -2103696179), (-5, 7), (-2**31, -1), (0, 0)]

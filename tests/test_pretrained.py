@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from keras_bdgm import data, experiment, pretrained
+from keras_bdgm import datasets, pretrained
+
+from keras_bdgm.runs import experiment
 
 import tiny
 
@@ -31,7 +33,7 @@ def test_loaded_model_gives_the_trained_models_outputs(exported):
     assert pretrained.list(out) == ["resnet_vae/w1a1/fashion_mnist"]
     trained = experiment.load_model(str(run))
     loaded = pretrained.load("resnet_vae/w1a1", directory=out)
-    x = next(iter(data.load("fashion_mnist", "test", batch_size=8, limit=8)))
+    x = next(iter(datasets.load("fashion_mnist", "test", batch_size=8, limit=8)))
     np.testing.assert_array_equal(loaded.log_prob(x, seed=3), trained.log_prob(x, seed=3))
     np.testing.assert_array_equal(loaded.sample(4, seed=1), trained.sample(4, seed=1))
     report = json.loads((run / "report.json").read_text())
@@ -68,7 +70,7 @@ def test_shipped_models_load_and_score_like_their_records(name):
     record = model.record
     assert record["packed_bytes"] < 1_000_000
     assert name.split("/")[1] in ("w1a1", "w1a32")
-    x = next(iter(data.load(record["dataset"], "test", batch_size=200, limit=200)))
+    x = next(iter(datasets.load(record["dataset"], "test", batch_size=200, limit=200)))
     bpd = float(np.mean(model.bits_per_dim(x, seed=0)))
     # 200 test images vary around the mean over the whole test split by a few hundredths.
     assert abs(bpd - record["test_bits_per_dim"]) < 0.15, (bpd, record["test_bits_per_dim"])
@@ -94,7 +96,7 @@ def test_scripts_take_a_pretrained_name(tmp_path):
     assert out.returncode == 0, out.stderr
     figure = json.loads(out.stdout.strip().splitlines()[-1])["bits_per_dim"]
     model = pretrained.load(name)
-    ds = data.load(model.record["dataset"], "test", batch_size=20, shuffle=False, limit=40)
+    ds = datasets.load(model.record["dataset"], "test", batch_size=20, shuffle=False, limit=40)
     assert figure == pytest.approx(experiment.evaluate_bits_per_dim(model, ds, seed=model.record["seed"]), rel=1e-6)
     png = tmp_path / "grid.png"
     out = _script(["examples/sample.py", f"--pretrained={name}", "--num=4", f"--out={png}"])

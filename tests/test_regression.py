@@ -7,7 +7,7 @@ sources and the Flow++ step config were reorganized). Pair seeds throughout: the
 an int seed was unified afterwards on purpose (the ResNet VAE read s as (0, s)).
 
 Samples and packed files bit for bit; the bounds to float rounding (about 1e-6 relative):
-Flow++'s dequantization noise has since come from `keras_bdgm.noise` (the same with and
+Flow++'s dequantization noise has since come from `keras_bdgm.models.noise` (the same with and
 without XLA), which equals TensorFlow's `stateless_normal` up to rounding, and the
 weight-normalized convs now fold their per-channel scale into the kernel, which rounds
 differently from scaling the output.
@@ -21,7 +21,7 @@ import pytest
 
 import keras_bdgm
 from keras_bdgm import memory
-from keras_bdgm.recipes import build_model
+from keras_bdgm.runs.recipes import build_model
 
 DATA = pathlib.Path(__file__).parent / "data"
 OVERRIDES = {

@@ -292,7 +292,7 @@ def test_importance_bound_is_unchanged(trained, num_samples, seed, per_chunk):
     got = model.log_prob(x, num_samples=num_samples, seed=seed, samples_per_chunk=per_chunk).numpy()
     np.testing.assert_array_equal(got, _log_prob_before(model, x, num_samples, seed, per_chunk).numpy())
     n = len(x)
-    chunks = keras_bdgm.training.importance_chunks(num_samples, n, per_chunk)
+    chunks = keras_bdgm.models.base.importance_chunks(num_samples, n, per_chunk)
     seeds = tfp.random.split_seed(model.stateless_seed(seed), n=len(chunks))
     up = model.bottom_up(x / 127.5 - 1.0)
     log_w = []

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_bdgm import _tf_import, callbacks, errors, run_dir
+from keras_bdgm import _tf_import
+
+from keras_bdgm.runs import callbacks, errors, run_dir
 from keras_bdgm.models import FlowPlusPlus, ResNetVAE
 
 SETTINGS = {"model": "flowpp", "precision": "w1a1", "preset": "small", "overrides": {"width": 8},

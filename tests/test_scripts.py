@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_bdgm import data, errors, experiment, image_grid, memory, run_dir
+from keras_bdgm import datasets, image_grid, memory
+
+from keras_bdgm.runs import errors, experiment, run_dir
 
 import tiny
 
@@ -124,7 +126,8 @@ def test_train_evaluate_sample_end_to_end(model, png_folder, tmp_path):
 RESUME_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import keras_bdgm, numpy as np, tensorflow as tf
-    from keras_bdgm import experiment, memory
+    from keras_bdgm import memory
+    from keras_bdgm.runs import experiment
     tf.config.experimental.enable_op_determinism()
     dataset, root, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 
@@ -225,7 +228,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import keras_bdgm, numpy as np, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from keras_bdgm import experiment
+    from keras_bdgm.runs import experiment
     dataset, root, model, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     report = experiment.train(experiment.TrainConfig(
         model=model, precision="w1a1", dataset=dataset, epochs=1, steps_per_epoch=3, batch_size=8,
@@ -372,7 +375,7 @@ def test_flat_folder_holds_out_its_last_tenth_for_evaluation(flat_folder, tmp_pa
     assert report["train_split"] == "train[:90%]" and report["eval_split"] == "train[90%:]"
     assert "last 10%" in report["eval_note"]
     assert np.isfinite(report["test_bits_per_dim"]) and (tmp_path / "run" / "model.keras").exists()
-    held_out = data.load(flat_folder, "train[90%:]", batch_size=8, shuffle=False)
+    held_out = datasets.load(flat_folder, "train[90%:]", batch_size=8, shuffle=False)
     model = experiment.load_model(str(tmp_path / "run"))
     assert experiment.evaluate_bits_per_dim(model, held_out) == pytest.approx(report["test_bits_per_dim"], rel=1e-6)
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from keras_bdgm.images import check_images
 from tiny import LinearLoss
-from keras_bdgm.training import (
+from keras_bdgm.models.base import (
     GenerativeModel, ImportanceChunk, importance_bound, importance_chunks, stateless_seed,
 )
 

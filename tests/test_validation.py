@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_bdgm.models import FlowPlusPlus, ResNetVAE
-from keras_bdgm.validation import ValidationCurve
+from keras_bdgm.runs.validation import ValidationCurve
 
 
 def _tiny(cls):

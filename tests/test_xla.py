@@ -1,7 +1,7 @@
 """XLA for the train step: `compile`'s default (`default_jit_compile`; an explicit jit_compile
 wins) and the XLA train step against the tf.function one.
 
-Flow++ compiles with XLA by default: its noise comes from `keras_bdgm.noise` (the same with
+Flow++ compiles with XLA by default: its noise comes from `keras_bdgm.models.noise` (the same with
 and without XLA; tests/test_noise.py), so its XLA step gives the tf.function step's losses and
 weights up to float rounding. The ResNet VAE does not (XLA is no faster for it on CPUs).
 """

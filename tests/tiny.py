@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bdgm.precision import PRECISIONS  # noqa: F401  (re-exported for the test modules)
-from keras_bdgm.training import GenerativeModel
+from keras_bdgm.models.base import GenerativeModel
 
 SHAPE = (8, 8, 1)
 PRESET = "small"

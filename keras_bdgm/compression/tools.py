@@ -21,7 +21,9 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from keras_bdgm import data, memory, recipes, run_dir
+from keras_bdgm import datasets, memory
+
+from keras_bdgm.runs import recipes, run_dir
 from keras_bdgm.compression.container import write_atomic
 
 _SPEC = re.compile(r"^(?P<name>.+?):(?P<split>\w+(\[[^\]]*\])?)$")
@@ -65,7 +67,7 @@ def load_images(spec, data_dir=None, batch_size=1024):
     Folders are read flat, files in sorted name order.
     """
     if os.path.isdir(spec):
-        name, split = data.FOLDER_PREFIX + spec, "train"
+        name, split = datasets.FOLDER_PREFIX + spec, "train"
     else:
         match = _SPEC.match(spec)
         if not match:
@@ -73,7 +75,7 @@ def load_images(spec, data_dir=None, batch_size=1024):
                 f"--input {spec!r} is neither a folder nor 'dataset:split' (e.g. 'fashion_mnist:test[:1000]')."
             )
         name, split = match.group("name"), match.group("split")
-    ds = data.load(name, split, batch_size=batch_size, shuffle=False, data_dir=data_dir)
+    ds = datasets.load(name, split, batch_size=batch_size, shuffle=False, data_dir=data_dir)
     batches = [np.asarray(batch) for batch in ds]
     if not batches:
         raise ValueError(f"{spec!r} holds no images.")

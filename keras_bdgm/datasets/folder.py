@@ -9,7 +9,7 @@ with the fix.
 
 Split strings are those of `keras_bdgm.datasets.splits` (tfds's slicing): "train",
 "test", "train[:90%]", "train[-100:]". `FolderSource` is the folder as a dataset `Source`
-(what `keras_bdgm.data.resolve("folder:/data/pngs")` returns): it scans each sub-folder
+(what `keras_bdgm.datasets.resolve("folder:/data/pngs")` returns): it scans each sub-folder
 once and keeps the file list and image shape.
 
 #### Examples

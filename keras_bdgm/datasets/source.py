@@ -10,9 +10,9 @@ it: resolve a dataset once per run and read every split from that object.
 #### Examples
 
 ```python
-from keras_bdgm import data
+from keras_bdgm import datasets
 
-source = data.resolve("folder:/data/pngs")               # cheap: nothing read yet
+source = datasets.resolve("folder:/data/pngs")               # cheap: nothing read yet
 shape = source.image_shape("train")                      # scans the images once
 n = source.num_examples("train[90%:]")
 train = source.load("train[:90%]", batch_size=64, seed=0)  # shuffled (a training split)

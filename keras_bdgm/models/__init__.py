@@ -1,15 +1,29 @@
-"""keras_bdgm's generative models, each a `tf.keras.Model` trained with `model.fit`.
+"""keras_bdgm's generative models, each a `tf.keras.Model` trained with `model.fit`, and
+the contract they share.
+
+The contract, beside the models:
+
+- `base`: `GenerativeModel`, what every model honours (below), its train and test steps.
+- `importance`: the importance-weighted bound, computed in chunks of samples.
+- `updates`: the update that is clipped, or skipped when the gradient is not finite or too
+  large, then clips the binary layers' latent weights.
+- `seeds`: the one rule that reads a seed (an int, a pair of ints or None).
+- `noise`: `stateless_normal`, the same Gaussian noise with and without XLA.
+- `presets`: named architectures and the resolver that lists them on a typo.
+- `evaluation`: `evaluate_bits_per_dim`, compiled and batched over a whole dataset.
+
+The models, one module each:
 
 * `FlowPlusPlus`: Flow++ with variational dequantization and mixture-logistic couplings.
 * `ResNetVAE`: hierarchical ResNet VAE with bidirectional inference.
 
 Both take `precision` in {"w32a32", "w1a32", "w1a1"} and a named `preset`, and follow the
-contract of `keras_bdgm.training.GenerativeModel`: `model(x)` is the single-sample bound
+contract of `keras_bdgm.models.base.GenerativeModel`: `model(x)` is the single-sample bound
 log p(x, z) - log q(z | x) per image in nats, `log_prob` / `bits_per_dim` the
 importance-weighted bound (computed in chunks of samples), `sample(n, temperature, seed)`
 draws images, `config` holds the resolved hyperparameters, and seeds (an int, a pair of
-ints or None) are read one way (`keras_bdgm.seeds.stateless_seed`). Whole datasets are
-evaluated by `keras_bdgm.evaluation.evaluate_bits_per_dim`.
+ints or None) are read one way (`keras_bdgm.models.seeds.stateless_seed`). Whole datasets are
+evaluated by `keras_bdgm.models.evaluation.evaluate_bits_per_dim`.
 Imported on first use, so one model's import cost is not paid by the other. Keras knows
 both from `import keras_bdgm` on: each is registered under its name ("keras_bdgm>FlowPlusPlus")
 by a stand-in that imports the model's module when a saved model is loaded, so

@@ -27,7 +27,7 @@ Differences from the public code (tom-bird/binary-gen-models), kept on purpose:
   convs, context projections).
 * sign(0) = +1 (larq's `ste_sign`), not 0 as in torch; it matters only where an input is
   exactly 0.
-* The training defaults (keras_bdgm.experiment) are those of the public train_flow.py at
+* The training defaults (keras_bdgm.runs.experiment) are those of the public train_flow.py at
   commit 8b45e5d: Adam, batch 128, lr 1e-3 constant, clip 1.0, skip bound 100, 25 init
   batches.
 
@@ -53,10 +53,10 @@ from keras_bdgm.bijectors import (
     CouplingConfig, CouplingSteps, Dequantizer, chain, channel_split, forward_and_log_det,
     logit_preprocess, squeeze, standard_normal_log_prob, stripe_split,
 )
-from keras_bdgm.noise import stateless_normal
+from keras_bdgm.models.noise import stateless_normal
 from keras_bdgm.precision import parse as parse_precision
-from keras_bdgm.presets import resolve
-from keras_bdgm.training import GenerativeModel
+from keras_bdgm.models.presets import resolve
+from keras_bdgm.models.base import GenerativeModel
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
@@ -178,7 +178,7 @@ class FlowPlusPlus(GenerativeModel):
 
     # jit_compile when `compile` is not given one (GenerativeModel.compile): XLA by default,
     # about 1.4x the tf.function train step on CPUs (BENCHMARKS.md), with the same numbers up
-    # to float rounding: the noise comes from `keras_bdgm.noise`, the same with or without XLA.
+    # to float rounding: the noise comes from `keras_bdgm.models.noise`, the same with or without XLA.
     default_jit_compile = True
 
     def __init__(self, image_shape, precision="w32a32", preset="small", clip_norm=1.0,

@@ -26,7 +26,7 @@ Losses (bits per dimension, D = H*W*C):
     kl, distortion = the two parts of -elbo, in bits per dimension.
 
 `model(x)` is the single-sample ELBO per image in nats. `log_prob(x, num_samples=K)`
-(keras_bdgm.training.GenerativeModel) is the ELBO at K = 1 and the importance-weighted bound
+(keras_bdgm.models.base.GenerativeModel) is the ELBO at K = 1 and the importance-weighted bound
 log (1/K) sum_k exp(log p(x, z_k) - log q(z_k | x)) for K > 1, computed in chunks of samples;
 this model supplies the log-weights (`log_weights`), sharing one bottom-up pass per batch
 between the chunks.
@@ -44,7 +44,7 @@ Differences from the public code (tom-bird/binary-gen-models), kept on purpose:
 * Linear weight-norm gain, not softplus of a log-gain: it can start at exactly 0, so every
   residual block starts as the identity through one code path.
 * ELU, not tanh, as the real-valued residual activation: the paper says ELU.
-* The training recipe (keras_bdgm.experiment) is that of the public train_rvae.py at commit
+* The training recipe (keras_bdgm.runs.experiment) is that of the public train_rvae.py at commit
   8b45e5d (Adam, batch 128, lr 2e-3 decayed x0.999995 per step to 5e-4, clip 1.0, skip bound
   1e5, 2 init batches), the script written for this model; the later train.py (a9311d2)
   has other defaults (lr 1e-3 constant, skip bound 100, 25 init batches, 1 processing block).
@@ -81,8 +81,8 @@ from keras_bdgm.distributions import (
 from keras_bdgm.init import init_scales
 from keras_bdgm.layers import WNConv2D, WNConv2DTranspose
 from keras_bdgm.precision import parse as parse_precision
-from keras_bdgm.presets import resolve
-from keras_bdgm.training import GenerativeModel
+from keras_bdgm.models.presets import resolve
+from keras_bdgm.models.base import GenerativeModel
 
 PRESETS = {
     # Bird et al. (2021), 32x32x3: 56.15M parameters (96.06M with width=336).

@@ -22,7 +22,7 @@ import os
 import pathlib
 
 from keras_bdgm import memory
-from keras_bdgm.errors import ConfigError, RunNotFoundError
+from keras_bdgm.runs.errors import ConfigError, RunNotFoundError
 
 DIRECTORY = pathlib.Path(__file__).parent
 _RECORD_KEYS = ("model", "precision", "dataset", "image_shape", "preset", "overrides")
@@ -70,12 +70,12 @@ def load(name, precision=None, dataset=None, directory=None):
       directory: where the files are (default: the ones shipped with the package).
 
     Raises:
-      FileNotFoundError (`keras_bdgm.errors.RunNotFoundError`): no such model (the message
+      FileNotFoundError (`keras_bdgm.runs.errors.RunNotFoundError`): no such model (the message
         lists the available ones).
-      ValueError (`keras_bdgm.errors.ConfigError`): a damaged or mismatched packed file, or
+      ValueError (`keras_bdgm.runs.errors.ConfigError`): a damaged or mismatched packed file, or
         a bad name.
     """
-    from keras_bdgm.recipes import build_model  # imports the model classes
+    from keras_bdgm.runs.recipes import build_model  # imports the model classes
 
     model, precision, dataset = parse_name(name, precision, dataset)
     directory = pathlib.Path(directory or DIRECTORY)
@@ -123,14 +123,15 @@ def save(model, record, directory=None):
 def export_run(model_dir, directory=None, extra=None):
     """Packs the finished training run in `model_dir` (its model.keras and report.json)
     into `directory` with a record built from the report; returns the packed path."""
-    from keras_bdgm import data, run_dir
+    from keras_bdgm import datasets
+    from keras_bdgm.runs import run_dir
 
     with open(os.path.join(model_dir, run_dir.REPORT_FILE)) as f:
         report = json.load(f)
     model = run_dir.load_model(model_dir)
     record = {
         "model": report["model"], "precision": report["precision"], "dataset": report["dataset"],
-        "image_shape": builtins.list(data.image_shape(report["dataset"])), "preset": report["preset"],
+        "image_shape": builtins.list(datasets.image_shape(report["dataset"])), "preset": report["preset"],
         "overrides": report["overrides"],
         **{k: report[k] for k in ("test_bits_per_dim", "eval_split", "eval_examples", "eval_batch_size", "batch_size", "epochs",
                                   "steps_per_epoch", "seed", "parameters", "binary_share") if k in report},

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bdgm import memory
-from keras_bdgm.experiment import build_model
+from keras_bdgm.runs.experiment import build_model
 
 OVERRIDES = {
     "flowpp": {"couplings": [1, 1, 1], "width": 8, "num_blocks": 1, "num_components": 3,

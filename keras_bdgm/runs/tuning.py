@@ -2,7 +2,7 @@
 
 keras-tuner 1.4 imports Keras 3 and cannot take tf_keras models from `build()`, so the
 search overrides `run_trial` (keras-tuner's documented route for any training code): each
-trial trains with `keras_bdgm.experiment.train` and returns its validation bits/dim and
+trial trains with `keras_bdgm.runs.experiment.train` and returns its validation bits/dim and
 memory. The objective is `val_bits_per_dim` (minimized).
 
 A trial's run evaluates on the search's validation split (its `eval_split`), and `train`
@@ -25,7 +25,7 @@ import time
 import keras_tuner as kt
 import tensorflow as tf
 
-from keras_bdgm import experiment, run_dir
+from keras_bdgm.runs import experiment, run_dir
 
 OBJECTIVE = "val_bits_per_dim"
 _EVAL_SCORE = "test_bits_per_dim"  # what `train`'s report calls the score of its eval split

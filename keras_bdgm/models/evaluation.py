@@ -17,7 +17,7 @@ one chunk of samples (`log_weights`, reduced by logsumexp), traced once per batc
 chunk size, at most two per shape); the seed and the chunk's position go in as tensors, so
 new batches and seeds do not retrace. The graphs of a model are kept (`evaluator_for`), so a
 second evaluation does not trace again. The bound is `log_prob`'s (`importance_chunks`,
-`importance_bound` of keras_bdgm.training), equal to it up to float32 rounding in the last
+`importance_bound` of keras_bdgm.models.base), equal to it up to float32 rounding in the last
 bits (graph vs eager).
 
 Progress: a Keras progress bar over batches with the running bits/dim; with K > 1 it also
@@ -25,8 +25,10 @@ moves after each chunk of samples (K = 1000 takes a while).
 
 Example:
 
-    from keras_bdgm import data, evaluation
-    ds = data.load("fashion_mnist", "test", batch_size=256, shuffle=False)
+    from keras_bdgm import datasets
+
+    from keras_bdgm.models import evaluation
+    ds = datasets.load("fashion_mnist", "test", batch_size=256, shuffle=False)
     evaluation.evaluate_bits_per_dim(model, ds, num_samples=1000, seed=0)
     # 12/40 [=======>......................] - ETA: 9:41 - bits_per_dim: 3.6401
 """
@@ -37,10 +39,10 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from keras_bdgm.importance import (
+from keras_bdgm.models.importance import (
     ImportanceChunk, check_num_samples, check_positive_int, importance_bound, importance_chunks,
 )
-from keras_bdgm.training import images_from
+from keras_bdgm.models.base import images_from
 
 # Images per evaluation batch where nothing else is given (the fastest on 2 CPU cores for the
 # small presets of both models; larger batches are no faster).
@@ -53,7 +55,7 @@ class BoundEvaluator:
     """`model.log_prob` of one batch as compiled graphs, one chunk of samples at a time.
 
     Args:
-      model: a `keras_bdgm.training.GenerativeModel`.
+      model: a `keras_bdgm.models.base.GenerativeModel`.
 
     Example:
 
@@ -171,7 +173,7 @@ def evaluate_bits_per_dim(model, dataset, num_samples=1, seed=0, batch_size=None
     batch b eagerly and averaging over all images (in float64), up to float32 rounding.
 
     Args:
-      model: a `keras_bdgm.training.GenerativeModel` (FlowPlusPlus, ResNetVAE).
+      model: a `keras_bdgm.models.base.GenerativeModel` (FlowPlusPlus, ResNetVAE).
       dataset: a `tf.data.Dataset` or an iterable of batches: uint8 images [N, H, W, C],
         (images, labels) or {"image": images, ...}.
       num_samples: K >= 1 importance samples per image (1: the ELBO).

@@ -1,4 +1,4 @@
-"""Keras callbacks of `keras_bdgm.experiment.train`, and `run_callbacks`, the list a run fits with.
+"""Keras callbacks of `keras_bdgm.runs.experiment.train`, and `run_callbacks`, the list a run fits with.
 
 * `SampleGrid`: a grid of samples in TensorBoard after every epoch; never stops a run.
 * `Throughput`: training images per second, timed over train steps only, leaving out the
@@ -22,8 +22,10 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from keras_bdgm import image_grid, run_dir
-from keras_bdgm.errors import DivergedError
+from keras_bdgm import image_grid
+
+from keras_bdgm.runs import run_dir
+from keras_bdgm.runs.errors import DivergedError
 
 
 class SampleGrid(tf.keras.callbacks.Callback):

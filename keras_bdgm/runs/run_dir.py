@@ -14,7 +14,7 @@ here is replaced atomically (written beside, then renamed), so a process killed 
 moment leaves the previous version; started again with the same settings, the run
 continues in the phase it was in and redoes no finished work.
 
-In a multi-worker run (keras_bdgm.strategies) only the chief writes here. The other workers
+In a multi-worker run (keras_bdgm.runs.strategies) only the chief writes here. The other workers
 open the run read-only (`Run(path, read_only=True)`: the same checks, phases and progress,
 kept in memory) and share backup/ with it: Keras's BackupAndRestore, ModelCheckpoint and
 TensorBoard write a non-chief worker's copies under `workertemp_<task id>/` and delete them
@@ -40,7 +40,7 @@ import time
 
 import tensorflow as tf
 
-from keras_bdgm.errors import ConfigError, RunExistsError, RunNotFoundError
+from keras_bdgm.runs.errors import ConfigError, RunExistsError, RunNotFoundError
 
 PHASES = ("training", "evaluating", "writing", "reporting")
 CONFIG_FILE, STATE_FILE, REPORT_FILE = "run.json", "state.json", "report.json"

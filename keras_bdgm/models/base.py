@@ -14,8 +14,8 @@ once:
   the model's per-sample log-weights, in chunks of samples.
 * `bits_per_dim(x, ...)`: -log_prob / (D ln 2), D = H * W * C.
 
-The importance-weighted bound is in `keras_bdgm.importance`, the seed rule in
-`keras_bdgm.seeds` and the skipped update in `keras_bdgm.updates`.
+The importance-weighted bound is in `keras_bdgm.models.importance`, the seed rule in
+`keras_bdgm.models.seeds` and the skipped update in `keras_bdgm.models.updates`.
 
 Example:
 
@@ -36,11 +36,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bdgm.images import check_images
-from keras_bdgm.importance import (  # noqa: F401  (public here too)
+from keras_bdgm.models.importance import (  # noqa: F401  (public here too)
     IWAE_CHUNK_ROWS, ImportanceChunk, check_num_samples, check_positive_int, importance_bound,
     importance_chunks)
-from keras_bdgm.seeds import stateless_seed
-from keras_bdgm.updates import apply_gradients_or_skip
+from keras_bdgm.models.seeds import stateless_seed
+from keras_bdgm.models.updates import apply_gradients_or_skip
 
 
 def images_from(data):
@@ -66,7 +66,7 @@ class GenerativeModel(tf.keras.Model):
       every image (row k holds sample chunk.start + k); `context` is what
       `importance_context(x)` returned (by default x itself; a model overrides it for work
       that all chunks of a batch share, e.g. the VAE's bottom-up pass), `seed` the call's
-      int32[2] seed (`keras_bdgm.seeds`). `log_prob` and `bits_per_dim` come from it.
+      int32[2] seed (`keras_bdgm.models.seeds`). `log_prob` and `bits_per_dim` come from it.
     * `call(x, training=None)`: the single-sample bound log p(x, z) - log q(z | x) per image,
       in nats ([N] float32, the ELBO estimate: higher is better; bits/dim = -call / (D ln 2)),
       with fresh noise from `noise_seed()` (an estimate with the distribution of
@@ -141,7 +141,7 @@ class GenerativeModel(tf.keras.Model):
         ])
 
     def stateless_seed(self, seed=None):
-        """The int32[2] seed of `seed` (`keras_bdgm.seeds`): `noise_seed()` when None,
+        """The int32[2] seed of `seed` (`keras_bdgm.models.seeds`): `noise_seed()` when None,
         else `stateless_seed(seed)`."""
         if seed is None:
             return self.noise_seed()

@@ -28,8 +28,8 @@ import os
 
 import tensorflow as tf
 
-from keras_bdgm.errors import ConfigError, UserError
-from keras_bdgm.recipes import check_choice
+from keras_bdgm.runs.errors import ConfigError, UserError
+from keras_bdgm.runs.recipes import check_choice
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 LOGICAL_CPUS_ENV = "KERAS_BDGM_LOGICAL_CPUS"

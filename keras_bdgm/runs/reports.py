@@ -13,9 +13,10 @@ Example:
 
 import os
 
-from keras_bdgm import data as bdgm_data
-from keras_bdgm import image_grid, memory, run_dir
-from keras_bdgm.run_dir import KERAS_FILE, PACKED_FILE, REPORT_FILE, SAMPLES_FILE  # noqa: F401
+from keras_bdgm import datasets
+from keras_bdgm import image_grid, memory
+from keras_bdgm.runs import run_dir
+from keras_bdgm.runs.run_dir import KERAS_FILE, PACKED_FILE, REPORT_FILE, SAMPLES_FILE  # noqa: F401
 
 
 def write_model_files(model, run, num_samples, seed):
@@ -39,7 +40,7 @@ def report(model, config, run, replicas):
     images = sum(e.get("timed_images", 0) for e in epochs)
     seconds = sum(e.get("timed_seconds", 0.0) for e in epochs)
     starts = run.state["starts"]
-    _, default_eval_split, note = bdgm_data.train_and_eval_splits(config.dataset)
+    _, default_eval_split, note = datasets.train_and_eval_splits(config.dataset)
     run.save()  # the time up to now
     return {
         "dataset": config.dataset,

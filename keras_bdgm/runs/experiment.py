@@ -3,7 +3,7 @@
 `train(TrainConfig(...))` checks its settings and data, builds a model in a `tf.distribute`
 strategy, runs its data-dependent init, fits it with Keras callbacks (progress bar,
 `BackupAndRestore`, `ModelCheckpoint`, `TensorBoard` with a grid of samples per epoch, a
-guard that stops a diverging run) and writes into `model_dir` (see `keras_bdgm.run_dir`):
+guard that stops a diverging run) and writes into `model_dir` (see `keras_bdgm.runs.run_dir`):
 
     report.json    dataset, model, precision, test bits/dim, parameter and binary counts,
                    float32 and packed bytes, images/s, wall time (of the whole run)
@@ -34,17 +34,17 @@ import numpy as np
 import tensorflow as tf
 
 import keras_bdgm
-from keras_bdgm import outputs, run_dir, strategies
-from keras_bdgm.callbacks import run_callbacks
-from keras_bdgm.errors import ConfigError, DivergedError
-from keras_bdgm.evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVAL_BATCH_SIZE  # noqa: F401
-from keras_bdgm.evaluation import evaluate_bits_per_dim
-from keras_bdgm.recipes import RECIPES, build_model, learning_rate, recipe  # noqa: F401
-from keras_bdgm.run_data import RunData
-from keras_bdgm.run_dir import REPORT_FILE, load_model  # noqa: F401
-from keras_bdgm.strategies import STRATEGIES, get_strategy  # noqa: F401
-from keras_bdgm.train_config import TrainConfig
-from keras_bdgm.validation import ValidationCurve
+from keras_bdgm.runs import reports, run_dir, strategies
+from keras_bdgm.runs.callbacks import run_callbacks
+from keras_bdgm.runs.errors import ConfigError, DivergedError
+from keras_bdgm.models.evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVAL_BATCH_SIZE  # noqa: F401
+from keras_bdgm.models.evaluation import evaluate_bits_per_dim
+from keras_bdgm.runs.recipes import RECIPES, build_model, learning_rate, recipe  # noqa: F401
+from keras_bdgm.runs.run_data import RunData
+from keras_bdgm.runs.run_dir import REPORT_FILE, load_model  # noqa: F401
+from keras_bdgm.runs.strategies import STRATEGIES, get_strategy  # noqa: F401
+from keras_bdgm.runs.train_config import TrainConfig
+from keras_bdgm.runs.validation import ValidationCurve
 
 MODELS = RECIPES  # the model names train knows, with their recipes
 
@@ -204,10 +204,10 @@ def _finish(model, config, run, data, strategy):
             raise _diverged(DivergedError(f"The test bits/dim is {test_bpd}."), config, run)
         run.set_phase("writing", test_bits_per_dim=test_bpd)
     if run.phase == "writing":
-        outputs.write_model_files(model, run, config.num_samples_grid, config.seed)
+        reports.write_model_files(model, run, config.num_samples_grid, config.seed)
         run.set_phase("reporting")
         run.remove_backup()
-    report = outputs.report(model, config, run, run.state.get("replicas", strategy.num_replicas_in_sync))
+    report = reports.report(model, config, run, run.state.get("replicas", strategy.num_replicas_in_sync))
     run_dir.write_json(run.file(REPORT_FILE), report)  # last: the run is finished
     return report
 

@@ -2,7 +2,7 @@
 
 Each is also a built-in exception type (ValueError, FileExistsError, ...), so code that
 catches those keeps working. Anything else that escapes a script is a bug and keeps its
-traceback (see `keras_bdgm.cli`).
+traceback (see `keras_bdgm.runs.cli`).
 """
 
 

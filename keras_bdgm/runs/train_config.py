@@ -1,6 +1,6 @@
 """`TrainConfig`: every setting of a training run, checked before anything is read or written.
 
-examples/train.py maps its flags onto these fields; `keras_bdgm.experiment.train` takes one.
+examples/train.py maps its flags onto these fields; `keras_bdgm.runs.experiment.train` takes one.
 
 Example:
 
@@ -13,14 +13,14 @@ import dataclasses
 import json
 import sys
 
-from keras_bdgm import data as bdgm_data
-from keras_bdgm import run_dir
-from keras_bdgm.errors import ConfigError
-from keras_bdgm.evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVAL_BATCH_SIZE
+from keras_bdgm import datasets
+from keras_bdgm.runs import run_dir
+from keras_bdgm.runs.errors import ConfigError
+from keras_bdgm.models.evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVAL_BATCH_SIZE
 from keras_bdgm.precision import parse as parse_precision
-from keras_bdgm.presets import resolve as resolve_preset
-from keras_bdgm.recipes import RECIPES, check_choice, learning_rate, recipe
-from keras_bdgm.strategies import STRATEGIES
+from keras_bdgm.models.presets import resolve as resolve_preset
+from keras_bdgm.runs.recipes import RECIPES, check_choice, learning_rate, recipe
+from keras_bdgm.runs.strategies import STRATEGIES
 
 
 @dataclasses.dataclass
@@ -95,7 +95,7 @@ class TrainConfig:
         """A copy with the train and evaluation splits filled in; validates it first."""
         self.validate()
         try:
-            train_split, eval_split, _ = bdgm_data.train_and_eval_splits(
+            train_split, eval_split, _ = datasets.train_and_eval_splits(
                 self.dataset, self.train_split, self.eval_split)
         except ValueError as err:
             raise ConfigError(str(err)) from None

@@ -21,8 +21,8 @@ presets).
 import dataclasses
 
 import keras_bdgm.models
-from keras_bdgm.errors import ConfigError
-from keras_bdgm.schedules import ExponentialDecayWithFloor
+from keras_bdgm.runs.errors import ConfigError
+from keras_bdgm.runs.schedules import ExponentialDecayWithFloor
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """What examples/*.py share: their common flags, one-line errors for the user's mistakes,
 and quiet logs.
 
-    from keras_bdgm import cli
+    from keras_bdgm.runs import cli
     cli.define_flags("model", "dataset", "batch_size", batch_size=128)   # defaults may differ
     ...
     if __name__ == "__main__":
@@ -12,7 +12,7 @@ scripts that share a flag share its name, type and help; `overrides()` parses --
 
 `run(main)` is `absl.app.run(main)`, except that
 
-* a `keras_bdgm.errors.UserError` (bad flag value, missing run, diverged training) prints
+* a `keras_bdgm.runs.errors.UserError` (bad flag value, missing run, diverged training) prints
   one line, `<script>: error: <what is wrong and the fix>`, to stderr and exits with
   status 2 (1 for a diverged run) instead of a traceback; any other exception is a bug
   and keeps its traceback;
@@ -30,9 +30,9 @@ import sys
 
 from absl import app, flags, logging
 
-from keras_bdgm.errors import ConfigError, DivergedError, UserError
-from keras_bdgm.recipes import RECIPES
-from keras_bdgm.strategies import STRATEGIES
+from keras_bdgm.runs.errors import ConfigError, DivergedError, UserError
+from keras_bdgm.runs.recipes import RECIPES
+from keras_bdgm.runs.strategies import STRATEGIES
 
 PRECISIONS = ["w32a32", "w1a32", "w1a1"]
 
@@ -43,7 +43,7 @@ FLAG_SPECS = {
     "preset": (flags.DEFINE_string, "small", "Architecture preset (e.g. small, paper)."),
     "overrides": (flags.DEFINE_string, "{}", 'JSON object of preset overrides, e.g. \'{"width": 48}\'.'),
     "dataset": (flags.DEFINE_string, "fashion_mnist",
-                "Dataset name (see keras_bdgm.data.KNOWN_DATASETS) or folder:/path."),
+                "Dataset name (see keras_bdgm.datasets.KNOWN_DATASETS) or folder:/path."),
     "data_dir": (flags.DEFINE_string, None, "tensorflow-datasets data_dir."),
     "manual_dir": (flags.DEFINE_string, None, "tensorflow-datasets manual_dir (downsampled ImageNet)."),
     "epochs": (flags.DEFINE_integer, 10, "Epochs to train."),

@@ -13,7 +13,7 @@ to TensorBoard (`val_bits_per_dim` against the step).
 
 Example:
 
-    val = data.load("fashion_mnist", "train[90%:]", batch_size=500, limit=1000)
+    val = keras_bdgm.datasets.load("fashion_mnist", "train[90%:]", batch_size=500, limit=1000)
     curve = ValidationCurve(np.concatenate(list(val)), every_steps=100,
                             path="runs/a/validation_curve.json")
     model.fit(train, epochs=10, steps_per_epoch=100, callbacks=[curve])
@@ -26,7 +26,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_bdgm.evaluation import evaluate_bits_per_dim
+from keras_bdgm.models.evaluation import evaluate_bits_per_dim
 
 
 class ValidationCurve(tf.keras.callbacks.Callback):
@@ -61,7 +61,7 @@ class ValidationCurve(tf.keras.callbacks.Callback):
 
     def evaluate(self):
         """Mean held-out bits/dim of the current weights (float64); batch j's noise from
-        (seed, j), compiled once (`keras_bdgm.evaluation`)."""
+        (seed, j), compiled once (`keras_bdgm.models.evaluation`)."""
         batches = [self.images[i:i + self.batch_size] for i in range(0, len(self.images), self.batch_size)]
         return evaluate_bits_per_dim(self.model, batches, seed=self.seed, verbose=0)
 

@@ -10,9 +10,9 @@ Example:
 import numpy as np
 import tensorflow as tf
 
-from keras_bdgm import data as bdgm_data
-from keras_bdgm.errors import ConfigError, DataNotFoundError
-from keras_bdgm.recipes import recipe
+from keras_bdgm import datasets
+from keras_bdgm.runs.errors import ConfigError, DataNotFoundError
+from keras_bdgm.runs.recipes import recipe
 
 
 class RunData:
@@ -25,7 +25,7 @@ class RunData:
     def __init__(self, config):
         self.config = config
         try:
-            self.source = bdgm_data.resolve(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir)
+            self.source = datasets.resolve(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir)
             self.image_shape = self.source.image_shape(config.train_split)
             for use, split in (("evaluation", config.eval_split), ("validation", config.validation_split)):
                 if split is None or (use == "validation" and not config.validation_every):
