@@ -50,7 +50,7 @@ class DevelopWithStartupHook(develop):
 
 setup(
     name="keras-bdgm",
-    version="0.2.0",
+    version="0.3.0",
     description=(
         "Binary deep generative models (Flow++, ResNet VAE) with 1-bit weights and "
         "activations, on Keras 2, larq and TensorFlow Probability."
@@ -81,6 +81,7 @@ setup(
         "constriction>=0.4",
     ],
     extras_require={"test": ["pytest>=7"], "bench": ["matplotlib"]},
+    entry_points={"console_scripts": ["keras-bdgm-compress = keras_bdgm.compression.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

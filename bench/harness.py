@@ -24,7 +24,8 @@ in a new Python process whose `keras_bdgm` is the one under `tree` (put first on
 and checked): the same measuring code against another version of the package, such as a
 `git archive` of an older commit (`export_commit`). The code finds what differs between
 versions instead of assuming it: where `evaluate_bits_per_dim` lives
-(keras_bdgm.models.evaluation, or keras_bdgm.runs.experiment before it), which keyword arguments
+(keras_bdgm.models.evaluation, keras_bdgm.evaluation before the package had wings, or
+keras_bdgm.experiment before that), which keyword arguments
 `sample` and `evaluate_bits_per_dim` take, where `build_model` lives.
 
 Output:
@@ -119,7 +120,7 @@ def random_images(n, image_shape, seed=0):
 def build(model, image_shape, precision="w1a1", preset="small", overrides=None, seed=0):
     """A fresh model ("flowpp" or "resnet_vae") in a cleared Keras session, seeded."""
     tf = tensorflow()
-    build_model = version_function(("recipes", "experiment"), "build_model")  # recipes: since 60cf091
+    build_model = version_function(("runs.recipes", "recipes", "experiment"), "build_model")  # runs/: since 0.3
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(seed)
     return build_model(model, tuple(image_shape), precision, preset, **(overrides or {}))
@@ -144,15 +145,14 @@ def version_function(modules, name):
 
     package = os.path.dirname(keras_bdgm.__file__)
     for module in modules:
-        if os.path.exists(os.path.join(package, module + ".py")):
+        if os.path.exists(os.path.join(package, *module.split(".")) + ".py"):
             return getattr(importlib.import_module(f"keras_bdgm.{module}"), name)
     raise ImportError(f"{package} has none of the modules {', '.join(modules)} (looking for {name}).")
 
 
 def evaluate_function():
-    """`evaluate_bits_per_dim` of the keras_bdgm in use (keras_bdgm.runs.experiment's before
-    keras_bdgm.models.evaluation existed)."""
-    return version_function(("evaluation", "experiment"), "evaluate_bits_per_dim")
+    """`evaluate_bits_per_dim` of the keras_bdgm in use, wherever that version keeps it."""
+    return version_function(("models.evaluation", "evaluation", "experiment"), "evaluate_bits_per_dim")
 
 
 def trainable_parameters(model):

@@ -17,7 +17,7 @@ Example:
     keras_bdgm.initialize(model, images)
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from keras_bdgm._larq_first import select_legacy_keras  # noqa: E402  (imports only os and sys)
 

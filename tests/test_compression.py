@@ -1,5 +1,6 @@
 """Lossless compression (keras_bdgm.compression): exact round trips, rates, file errors."""
 
+import json
 import math
 import os
 import struct
@@ -65,7 +66,7 @@ def encoded(models):
     for precision, model in models.items():
         images = _images(12, seed=3)
         codec = compression.BitsBackCodec(model, batch_size=4)
-        out[precision] = (images, codec.compress(images), codec.last_stats)
+        out[precision] = (images, codec.compress(images, allow_stored=False), codec.last_stats)
     assert len({data for _, data, _ in out.values()}) == len(PRECISIONS)  # the precisions differ
     return out
 
@@ -180,9 +181,10 @@ def test_exact_round_trip(models, encoded, precision):
     np.testing.assert_array_equal(decoded, images)
     header, words = container.unpack(data)
     assert header["count"] == 12 and header["image_shape"] == list(SHAPE)
-    assert header["model"]["fingerprint"] == compression.fingerprint(models[precision])
+    assert compression.fingerprint(models[precision]).startswith(header["model"]["fingerprint"])
+    assert len(header["model"]["fingerprint"]) == 2 * container.FINGERPRINT_BYTES
     assert header["params"]["num_buckets"] == 1024 and header["params"]["batch_size"] == 4
-    assert stats.file_bytes == len(data) and stats.payload_bits == 32 * len(words)
+    assert stats.file_bytes == len(data) and stats.payload_bits == 32 * len(words) and not stats.stored
     assert 0 < stats.initial_bits < stats.payload_bits and stats.images_per_second > 0
 
 
@@ -190,10 +192,10 @@ def test_round_trip_without_ramp_and_other_parameters(models):
     model = models["w1a1"]
     images = _images(7, seed=4)
     no_ramp = compression.BitsBackCodec(model, batch_size=3, ramp=False)
-    data = no_ramp.compress(images)
+    data = no_ramp.compress(images, allow_stored=False)
     assert container.unpack(data)[0]["params"]["ramp"] == []
     np.testing.assert_array_equal(no_ramp.decompress(data), images)
-    data = compression.compress(model, images, batch_size=16, num_buckets=64)
+    data = compression.compress(model, images, batch_size=16, num_buckets=64, allow_stored=False)
     assert container.unpack(data)[0]["params"]["num_buckets"] == 64
     # a codec configured otherwise decodes it too: the file's parameters win.
     np.testing.assert_array_equal(no_ramp.decompress(data), images)
@@ -215,7 +217,7 @@ def test_extreme_posterior_scales_round_trip(case):
             conv.bias.assign(bias)
     images = _images(6, seed=6)
     codec = compression.BitsBackCodec(model, batch_size=4)
-    data = codec.compress(images)
+    data = codec.compress(images, allow_stored=False)
     np.testing.assert_array_equal(codec.decompress(data), images)
     assert np.isfinite(codec.last_stats.net_bits_per_dim)
 
@@ -257,7 +259,7 @@ def test_decoding_in_a_fresh_process_with_another_thread_count(models, encoded, 
 def test_bits_written_equal_the_information_of_the_coded_symbols(models):
     trace = []
     codec = compression.BitsBackCodec(models["w1a32"], batch_size=4, trace=trace)
-    codec.compress(_images(20, seed=8))
+    codec.compress(_images(20, seed=8), allow_stored=False)
     pushed, popped = ans.information_bits(trace)
     stats = codec.last_stats
     # net = payload - initial bits = 32 * (final stack words - initial stack words).
@@ -278,7 +280,7 @@ def test_net_rate_matches_the_models_elbo(models):
     rng = np.random.default_rng(0)
     nets = []
     for _ in range(4):
-        codec.compress(images[rng.permutation(len(images))])
+        codec.compress(images[rng.permutation(len(images))], allow_stored=False)
         nets.append(codec.last_stats.net_bits_per_dim)
         # the initial bits are about one image's posterior information (the ramp), reported apart.
         per_image_posterior = codec.last_stats.information["latent_posterior"] / len(images)
@@ -301,7 +303,7 @@ def test_bad_files_raise_value_errors_that_say_which(models, encoded):
     cases = {
         "truncated": [data[:-7], data[:20], data[:5]],
         "corrupt": [data[:-40] + bytes([data[-40] ^ 0x10]) + data[-39:]],
-        "version 7": [data[:8] + struct.pack("<I", 7) + data[12:]],
+        "version 7": [data[:3] + bytes([7]) + data[4:]],
         "magic": [b"PNG" + data[3:], b"", b"\x00" * 100],
     }
     for message, blobs in cases.items():
@@ -358,16 +360,96 @@ def test_bad_images_are_rejected_before_anything_is_coded(models):
     assert trace == [] and codec.last_stats is None
     with pytest.raises(ValueError, match="uint8"):
         compression.compress(models["w1a1"], good.astype(np.int64))
-    np.testing.assert_array_equal(compression.decompress(models["w1a1"], codec.compress(tf.constant(good))), good)
+    np.testing.assert_array_equal(compression.decompress(models["w1a1"], codec.compress(tf.constant(good), allow_stored=False)), good)
 
 
 def test_container_and_atomic_write(tmp_path):
     words = np.array([1, 2, 3, 2**32 - 1], np.uint32)
-    blob = container.pack({"codec": "x", "image_shape": [1, 1, 1], "count": 1, "model": {}, "params": {}}, words)
-    header, back = container.unpack(blob)
+    header = {"codec": "bits-back-resnet-vae", "image_shape": [300, 2, 3], "count": 200,
+              "model": {"fingerprint": "0123456789abcdef" * 4}, "params": {"k": [1, 2]}}
+    blob = container.pack(header, words)
+    back_header, back = container.unpack(blob)
     np.testing.assert_array_equal(back, words)
-    assert header["payload_words"] == 4 and blob[:8] == container.MAGIC
+    assert back_header == {**header, "model": {"fingerprint": "0123456789abcdef"}, "format": 2}
+    # the layout of format 2, byte by byte (module docstring)
+    params = b'{"k":[1,2]}'
+    expected = (b"KBC\x02\x01" + struct.pack("<HHB", 300, 2, 3) + bytes([200 & 0x7F | 0x80, 200 >> 7])
+                + bytes.fromhex("0123456789abcdef") + bytes([len(params)]) + params + bytes([16]) + words.tobytes())
+    assert blob == expected + struct.pack("<I", zlib.crc32(expected))
     path = tmp_path / "out.kbc"
     compression.write_atomic(path, blob)
     compression.write_atomic(path, blob)  # replaces
     assert path.read_bytes() == blob and os.listdir(tmp_path) == ["out.kbc"]
+
+
+def _unusual_inputs(rng):
+    """Inputs no image model predicts well (issue: the codec must not expand them)."""
+    checker = (np.indices(SHAPE[:2]).sum(axis=0) % 2 * 255).astype(np.uint8)[..., None]
+    return {
+        "uniform noise": rng.integers(0, 256, (6, *SHAPE), dtype=np.uint8),
+        "all black": np.zeros((3, *SHAPE), np.uint8),
+        "all white": np.full((3, *SHAPE), 255, np.uint8),
+        "checkerboards": np.stack([checker, 255 - checker, checker]),
+        "one image": _images(1, seed=5),
+    }
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_the_codec_never_writes_more_than_the_raw_pixels_plus_a_small_header(models, precision):
+    rng = np.random.default_rng(3)
+    codec = compression.BitsBackCodec(models[precision], batch_size=4)
+    for name, images in _unusual_inputs(rng).items():
+        data = codec.compress(images)
+        raw = images.size
+        assert len(data) <= raw + 24, (name, len(data), raw)
+        np.testing.assert_array_equal(compression.decompress(models[precision], data), images, err_msg=name)
+        np.testing.assert_array_equal(codec.decompress(data), images, err_msg=name)
+        model_code = codec.compress(images, allow_stored=False)  # what the model alone would write
+        assert codec.last_stats.stored is False
+        stored = compression.stored_file(images)
+        assert data == (model_code if len(model_code) <= len(stored) else stored), name
+        if data == stored:
+            header, pixels = container.unpack(data)
+            assert header["codec"] == container.STORED and header["model"] == {}
+            np.testing.assert_array_equal(pixels, images)
+
+
+def test_stored_files_decode_without_the_model_and_keep_extra_params(models):
+    images = np.random.default_rng(0).integers(0, 256, (2, *SHAPE), dtype=np.uint8)
+    data = compression.stored_file(images, {"names": ["a.png", "b.png"]})
+    header, pixels = container.unpack(data)
+    assert header["params"] == {"names": ["a.png", "b.png"]} and header["count"] == 2
+    np.testing.assert_array_equal(compression.decompress(None, data), images)
+    codec = compression.BitsBackCodec(models["w1a1"])
+    np.testing.assert_array_equal(codec.decompress(data), images)
+    assert codec.last_stats.stored and codec.last_stats.file_bytes == len(data)
+
+
+def test_a_model_that_gives_non_finite_numbers_stores_the_pixels(models):
+    model = _tiny_model("w32a32", seed=2)
+    for weight in model.weights:
+        if "gain" in weight.name:
+            weight.assign(np.full(weight.shape, np.nan, np.float32))
+    images = _images(3)
+    codec = compression.BitsBackCodec(model, batch_size=4)
+    data = codec.compress(images)
+    assert codec.last_stats.stored and container.unpack(data)[0]["codec"] == container.STORED
+    with pytest.raises(ValueError, match="non-finite"):
+        codec.compress(images, allow_stored=False)
+
+
+def test_format_1_files_still_decode(models):
+    """Files of keras_bdgm 0.1 and 0.2 (container format 1: a JSON header) still decode."""
+    model = models["w1a1"]
+    images = _images(5, seed=9)
+    current = compression.BitsBackCodec(model, batch_size=4).compress(images, allow_stored=False)
+    header, words = container.unpack(current)
+    v1_header = {"codec": header["codec"], "image_shape": header["image_shape"], "count": header["count"],
+                 "model": {"class": "ResNetVAE", "fingerprint": compression.fingerprint(model)},
+                 "params": header["params"], "payload_words": int(words.size)}
+    blob = json.dumps(v1_header, sort_keys=True, separators=(",", ":")).encode()
+    body = b"KBDGMIC\x00" + struct.pack("<II", 1, len(blob)) + blob + words.astype("<u4").tobytes()
+    v1 = body + struct.pack("<I", zlib.crc32(body))
+    np.testing.assert_array_equal(compression.decompress(model, v1), images)
+    with pytest.raises(ValueError, match="different model"):
+        compression.decompress(_tiny_model("w1a1", seed=11), v1)

@@ -32,9 +32,11 @@ Example:
     assert (compression.decompress(model, open("images.kbc", "rb").read()) == images).all()
 """
 
+import numpy as np
+
 from keras_bdgm.compression import container
 from keras_bdgm.compression.bits_back import DEFAULT_BATCH_SIZE, DEFAULT_NUM_BUCKETS, BitsBackCodec
-from keras_bdgm.compression.codec import CodingStats, ImageCodec
+from keras_bdgm.compression.codec import CodingStats, ImageCodec, stored_file
 from keras_bdgm.compression.container import write_atomic
 from keras_bdgm.compression.model_fingerprint import fingerprint
 
@@ -51,12 +53,15 @@ def codec_for(model, **kwargs):
     )
 
 
-def compress(model, images, progress=None, **kwargs):
-    """uint8 images [N, H, W, C] -> compressed bytes (kwargs: num_buckets, batch_size).
+def compress(model, images, progress=None, allow_stored=True, **kwargs):
+    """uint8 images [N, H, W, C] -> compressed bytes (kwargs: the codec's, e.g. batch_size).
+
+    The file holds the model's code, or the raw pixels where those are smaller
+    (`allow_stored=False`: always the model's code; see `keras_bdgm.compression.codec`).
 
     Raises ValueError for images of the wrong dtype or shape, before anything is coded.
     """
-    return codec_for(model, **kwargs).compress(images, progress=progress)
+    return codec_for(model, **kwargs).compress(images, progress=progress, allow_stored=allow_stored)
 
 
 def decompress(model, data, progress=None):
@@ -65,7 +70,9 @@ def decompress(model, data, progress=None):
     Raises ValueError for a file that is truncated, corrupt, of an unknown version or
     format, or that was written with another model.
     """
-    header, _ = container.unpack(data)
+    header, payload = container.unpack(data)
+    if header["codec"] == container.STORED:
+        return np.array(payload)
     codec_class = CODECS.get(header["codec"])
     if codec_class is None:
         raise ValueError(f"The data was written by an unknown codec {header['codec']!r}; known: {sorted(CODECS)}.")
@@ -75,5 +82,5 @@ def decompress(model, data, progress=None):
 
 __all__ = [
     "BitsBackCodec", "CODECS", "CodingStats", "DEFAULT_BATCH_SIZE", "DEFAULT_NUM_BUCKETS", "ImageCodec",
-    "codec_for", "compress", "container", "decompress", "fingerprint", "write_atomic",
+    "codec_for", "compress", "container", "decompress", "fingerprint", "stored_file", "write_atomic",
 ]

@@ -36,7 +36,7 @@ import dataclasses
 import numpy as np
 
 from keras_bdgm.compression.intervals import IntervalCoder, split_radices
-from keras_bdgm.compression.logistic import softplus
+from keras_bdgm.compression.logistic import NonFiniteModelError, softplus
 
 # Smallest latent scale: keras_bdgm.distributions.logistic_from_raw's min_scale.
 LATENT_MIN_SCALE = 0.01
@@ -58,7 +58,7 @@ def latent_params(mean, raw_scale):
     mean = np.asarray(mean, np.float64).reshape(-1)
     scale = LATENT_MIN_SCALE + softplus(np.asarray(raw_scale).reshape(-1))
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale))):
-        raise ValueError("The network produced non-finite latent parameters; the model cannot code these images.")
+        raise NonFiniteModelError("The network produced non-finite latent parameters; the model cannot code these images.")
     return LogisticParams(mean, scale)
 
 

@@ -8,6 +8,12 @@ images before anything is coded, the container (`keras_bdgm.compression.containe
 the model's fingerprint, the model check on decoding, timing, and the `CodingStats`
 of the last call.
 
+Never expanding. `compress` writes the model's code only when it is smaller than the
+images stored as raw pixels; otherwise (unusual images the model predicts badly, or a
+model whose numbers are not finite on them) it writes the pixels, stored
+(`container.STORED`). So a file is never larger than the raw pixels plus a header of 17
+to 24 bytes, and `decompress` reads stored files without running the model.
+
 Example:
 
     codec = BitsBackCodec(model, num_buckets=1024, batch_size=16)
@@ -26,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bdgm.compression import container
+from keras_bdgm.compression.logistic import NonFiniteModelError
 from keras_bdgm.compression.model_fingerprint import fingerprint
 
 
@@ -50,6 +57,7 @@ class CodingStats:
     seconds: float
     direction: str = "encode"
     information: dict = dataclasses.field(default_factory=dict)
+    stored: bool = False
 
     @property
     def net_bits(self):
@@ -85,7 +93,8 @@ class CodingStats:
         return (
             f"{self.images} images, {self.file_bytes} bytes: {self.net_bits_per_dim:.4f} bits/dim net, "
             f"{self.bits_per_dim_with_initial:.4f} with {self.initial_bits} initial bits, "
-            f"{self.file_bits_per_dim:.4f} for the whole file; "
+            f"{self.file_bits_per_dim:.4f} for the whole file"
+            f"{' (stored as raw pixels: smaller than the model code)' if self.stored else ''}; "
             f"{self.direction} {self.images_per_second:.1f} images/s"
         )
 
@@ -181,41 +190,76 @@ class ImageCodec(abc.ABC):
             )
         return np.ascontiguousarray(images)
 
-    def compress(self, images, progress=None):
-        """uint8 images [N, H, W, C] -> the compressed file's bytes; sets `last_stats`."""
+    def compress(self, images, progress=None, extra_params=None, allow_stored=True):
+        """uint8 images [N, H, W, C] -> the compressed file's bytes; sets `last_stats`.
+
+        The file holds the model's code, or the pixels stored when those are smaller (see
+        the module docstring; `allow_stored=False` always writes the model's code).
+        `extra_params` (a JSON-able dict, e.g. {"names": [...]}) is stored in the file's
+        parameters either way.
+        """
         images = self.check_images(images)
+        extra_params = dict(extra_params or {})
         start = time.perf_counter()
-        with op_determinism():
-            words, file_params, initial_bits, information = self.encode_words(
-                images, progress_callback(progress, len(images)))
-        header = {
-            "codec": self.name,
-            "image_shape": list(self.image_shape),
-            "count": int(len(images)),
-            "model": {"class": type(self.model).__name__, "fingerprint": self.fingerprint},
-            "params": {**self.params(), **file_params},
-        }
-        data = container.pack(header, words)
+        try:
+            with op_determinism():
+                words, file_params, initial_bits, information = self.encode_words(
+                    images, progress_callback(progress, len(images)))
+        except NonFiniteModelError:
+            if not allow_stored:
+                raise
+            words, file_params, initial_bits, information = None, {}, 0, {}
+        stored = stored_file(images, extra_params)
+        data = stored
+        if words is not None:
+            header = {
+                "codec": self.name,
+                "image_shape": list(self.image_shape),
+                "count": int(len(images)),
+                "model": {"fingerprint": self.fingerprint},
+                "params": {**self.params(), **file_params, **extra_params},
+            }
+            coded = container.pack(header, words)
+            data = coded if len(coded) <= len(stored) or not allow_stored else stored
         self.last_stats = CodingStats(
-            images=len(images), dims_per_image=self.dims_per_image, payload_bits=32 * int(words.size),
-            initial_bits=int(initial_bits), file_bytes=len(data), seconds=time.perf_counter() - start,
-            direction="encode", information=information)
+            images=len(images), dims_per_image=self.dims_per_image,
+            payload_bits=32 * int(words.size) if data is not stored else 8 * images.size,
+            initial_bits=int(initial_bits) if data is not stored else 0, file_bytes=len(data),
+            seconds=time.perf_counter() - start, direction="encode", information=information,
+            stored=data is stored)
         return data
+
+    def compress_each(self, images, names=None, progress=None):
+        """One file per image (each never larger than its raw pixels plus the header):
+        a list of bytes. `names` (one per image) are stored in the files' parameters.
+
+        A codec that can code images independently in one pass overrides this; here each
+        image is compressed on its own."""
+        images = self.check_images(images)
+        if names is not None and len(names) != len(images):
+            raise ValueError(f"{len(names)} names for {len(images)} images.")
+        update = progress_callback(progress, len(images))
+        files = []
+        for i in range(len(images)):
+            extra = {"names": [names[i]]} if names is not None else None
+            files.append(self.compress(images[i:i + 1], extra_params=extra))
+            update(i + 1)
+        return files
 
     def check_header(self, header, name="data"):
         """Raises ValueError if the file was written by another codec or model."""
         if header["codec"] != self.name:
             raise ValueError(f"{name} was written by codec {header['codec']!r}; this model's codec is {self.name!r}.")
         file_model = header["model"]
-        if (file_model.get("class") != type(self.model).__name__
-                or file_model.get("fingerprint") != self.fingerprint
-                or tuple(header["image_shape"]) != self.image_shape):
+        file_print = str(file_model.get("fingerprint"))
+        same_model = (file_print == container.fingerprint_prefix(self.fingerprint) if header.get("format", 1) >= 2
+                      else file_model.get("class") == type(self.model).__name__ and file_print == self.fingerprint)
+        if not same_model or tuple(header["image_shape"]) != self.image_shape:
             raise ValueError(
-                f"{name} was compressed with a different model: the file's model is "
-                f"{file_model.get('class')} {tuple(header['image_shape'])} with fingerprint "
-                f"{str(file_model.get('fingerprint'))[:16]}..., this one is {type(self.model).__name__} "
-                f"{self.image_shape} with fingerprint {self.fingerprint[:16]}... Decode it with the model "
-                "(same weights and precision) that compressed it."
+                f"{name} was compressed with a different model: the file's model has images of shape "
+                f"{tuple(header['image_shape'])} and fingerprint {file_print[:16]}..., this "
+                f"{type(self.model).__name__} has {self.image_shape} and {self.fingerprint[:16]}... Decode it "
+                "with the model (same weights and precision) that compressed it."
             )
 
     def decompress(self, data, progress=None, name="data"):
@@ -225,6 +269,8 @@ class ImageCodec(abc.ABC):
         has an unknown version, is truncated or corrupt, or was written with another model.
         """
         header, words = container.unpack(data, name=name)
+        if header["codec"] == container.STORED:
+            return self._read_stored(header, words, data, name)
         self.check_header(header, name)
         codec = self
         own = self.params()
@@ -240,3 +286,20 @@ class ImageCodec(abc.ABC):
             initial_bits=int(header["params"].get("initial_bits", 0)), file_bytes=len(data),
             seconds=time.perf_counter() - start, direction="decode")
         return images
+
+    def _read_stored(self, header, pixels, data, name):
+        if tuple(header["image_shape"]) != self.image_shape:
+            raise ValueError(f"{name} holds images of shape {tuple(header['image_shape'])}; this model codes "
+                             f"{self.image_shape}.")
+        self.last_stats = CodingStats(
+            images=len(pixels), dims_per_image=self.dims_per_image, payload_bits=8 * pixels.size, initial_bits=0,
+            file_bytes=len(data), seconds=0.0, direction="decode", stored=True)
+        return np.array(pixels)
+
+
+def stored_file(images, extra_params=None):
+    """The file of `images` (uint8 [N, H, W, C]) stored as raw pixels (no model needed)."""
+    images = np.asarray(images, np.uint8)
+    header = {"codec": container.STORED, "image_shape": list(images.shape[1:]), "count": int(len(images)),
+              "params": dict(extra_params or {})}
+    return container.pack(header, images)

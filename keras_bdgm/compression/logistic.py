@@ -31,6 +31,11 @@ Example:
 import numpy as np
 
 
+class NonFiniteModelError(ValueError):
+    """The network's numbers on these images are not finite, so no table can be built
+    (the codec then stores the pixels instead)."""
+
+
 def tail_mass(u):
     """t(u) = sigmoid(-|u|), the logistic's mass beyond u on u's side of 0 (float64)."""
     e = np.exp(-np.abs(u))

@@ -23,6 +23,7 @@ Example:
 import numpy as np
 
 from keras_bdgm.compression.intervals import IntervalCoder, split_radices
+from keras_bdgm.compression.logistic import NonFiniteModelError
 from keras_bdgm.distributions import NUM_BINS
 
 PIXEL_GRID = np.concatenate([[-np.inf], -1.0 + (2.0 * np.arange(NUM_BINS - 1) + 1.0) / (NUM_BINS - 1), [np.inf]])
@@ -42,5 +43,5 @@ def pixel_params(means, log_scale):
     loc = np.asarray(means, np.float64).reshape(-1)
     inv_scale = np.exp(-np.float64(np.asarray(log_scale, np.float32)))
     if not (np.all(np.isfinite(loc)) and np.isfinite(inv_scale) and inv_scale > 0):
-        raise ValueError("The network produced non-finite pixel means or scale; the model cannot code these images.")
+        raise NonFiniteModelError("The network produced non-finite pixel means or scale; the model cannot code these images.")
     return -loc * inv_scale, np.full(loc.shape, inv_scale)

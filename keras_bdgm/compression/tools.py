@@ -101,3 +101,63 @@ def elbo_bits_per_dim(model, images, batch_size=256, seed=0):
         chunk = images[start:start + batch_size]
         total += float(np.sum(model.log_prob(chunk, num_samples=1, seed=(seed, start))))
     return -total / (len(images) * model.num_dims * np.log(2.0))
+
+
+_PNG_MODES = {1: "L", 3: "RGB"}
+
+
+def png_paths(path):
+    """The PNG files a path names: itself, or a folder's *.png files in sorted order."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path) if n.lower().endswith(".png"))
+        if not names:
+            raise ValueError(f"{path} holds no PNG files.")
+        return [os.path.join(path, n) for n in names]
+    if os.path.isfile(path):
+        return [path]
+    raise ValueError(f"{path} does not exist.")
+
+
+def read_pngs(paths, image_shape):
+    """uint8 [N, H, W, C] from PNG files, each checked against the model's `image_shape`.
+
+    Raises:
+      ValueError: a file that is not a PNG, or one of another size or mode (the message
+        names the file, what it is and what the model codes: mode "L" for C = 1, "RGB"
+        for C = 3).
+    """
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    height, width, channels = (int(d) for d in image_shape)
+    want = _PNG_MODES.get(channels, f"{channels} channels")
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                if image.format != "PNG":
+                    raise ValueError(f"{path} is a {image.format} file, not a PNG.")
+                if image.size != (width, height) or image.mode != want:
+                    raise ValueError(
+                        f"{path} is a {image.size[0]}x{image.size[1]} PNG of mode {image.mode}; this model codes "
+                        f"{width}x{height} PNGs of mode {want}.")
+                images.append(np.asarray(image, np.uint8).reshape(height, width, channels))
+        except (OSError, SyntaxError) as err:
+            raise ValueError(f"{path} cannot be read as a PNG: {err}.") from None
+    return np.stack(images)
+
+
+def write_named_pngs(folder, images, names):
+    """Writes images [N, H, W, C] as folder/<name> (each atomically); returns the paths.
+
+    Raises ValueError, before writing anything, for a name that would leave the folder."""
+    for name in names:
+        if os.path.basename(name) != name or name in ("", ".", ".."):
+            raise ValueError(f"The file stores the image name {name!r}, which is not a plain file name.")
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for image, name in zip(images, names):
+        path = os.path.join(folder, name)
+        write_atomic(path, tf.io.encode_png(np.asarray(image, np.uint8)).numpy())
+        paths.append(path)
+    return paths
