@@ -35,21 +35,27 @@ Example:
 import numpy as np
 
 from keras_bdgm.compression import container
+from keras_bdgm.compression.autoregressive import AutoregressiveCodec
 from keras_bdgm.compression.bits_back import DEFAULT_BATCH_SIZE, DEFAULT_NUM_BUCKETS, BitsBackCodec
 from keras_bdgm.compression.codec import CodingStats, ImageCodec, stored_file
 from keras_bdgm.compression.container import write_atomic
 from keras_bdgm.compression.model_fingerprint import fingerprint
 
 # Codec name (as stored in files) -> class.
-CODECS = {BitsBackCodec.name: BitsBackCodec}
+CODECS = {BitsBackCodec.name: BitsBackCodec, AutoregressiveCodec.name: AutoregressiveCodec}
 
 
 def codec_for(model, **kwargs):
-    """The codec for `model` (a BitsBackCodec for a ResNetVAE); kwargs go to its constructor."""
+    """The codec for `model`: an AutoregressiveCodec for a PixelCNN, a BitsBackCodec for a
+    ResNetVAE; kwargs go to its constructor (e.g. batch_size)."""
     if hasattr(model, "top_down_params"):
         return BitsBackCodec(model, **kwargs)
+    if hasattr(model, "pixel_params") and getattr(model, "num_latent_layers", None) == 0:
+        kwargs.pop("num_buckets", None)  # a bits-back setting: no latents here
+        return AutoregressiveCodec(model, **kwargs)
     raise ValueError(
-        f"No lossless codec for {type(model).__name__} yet; keras_bdgm.compression codes with a ResNetVAE."
+        f"No lossless codec for {type(model).__name__}; keras_bdgm.compression codes with a PixelCNN "
+        "(directly) or a ResNetVAE (bits-back)."
     )
 
 
@@ -81,6 +87,6 @@ def decompress(model, data, progress=None):
 
 
 __all__ = [
-    "BitsBackCodec", "CODECS", "CodingStats", "DEFAULT_BATCH_SIZE", "DEFAULT_NUM_BUCKETS", "ImageCodec",
+    "AutoregressiveCodec", "BitsBackCodec", "CODECS", "CodingStats", "DEFAULT_BATCH_SIZE", "DEFAULT_NUM_BUCKETS", "ImageCodec",
     "codec_for", "compress", "container", "decompress", "fingerprint", "stored_file", "write_atomic",
 ]

@@ -167,7 +167,6 @@ def decompress_command(flags_):
     """--input (a file or a folder of files) -> PNGs in --output; returns the summary lines."""
     from keras_bdgm import compression  # pylint: disable=import-outside-toplevel
     from keras_bdgm.compression import container, tools  # pylint: disable=import-outside-toplevel
-    from keras_bdgm.compression.codec import progress_callback  # pylint: disable=import-outside-toplevel
 
     if os.path.isdir(flags_.input):
         paths = sorted(os.path.join(flags_.input, n) for n in os.listdir(flags_.input) if n.endswith(SUFFIX))
@@ -190,27 +189,32 @@ def decompress_command(flags_):
         model = _model(flags_, headers[0]["image_shape"])
         codec = _codec(model, flags_)
     start = time.perf_counter()
-    images, names, stored = [], [], 0
-    progress = progress_callback(True, len(paths)) if len(paths) > 1 else None
-    for i, (path, blob, header) in enumerate(zip(paths, blobs, headers)):
-        try:
+    coded = [k for k, h in enumerate(headers) if h["codec"] != container.STORED]
+    decoded = [None] * len(paths)
+    try:
+        if len(coded) == 1:
+            decoded[coded[0]] = codec.decompress(blobs[coded[0]], progress=True, name=paths[coded[0]])
+        elif coded:  # one-image files are decoded together, a batch at a time
+            for k, images_k in zip(coded, codec.decompress_each([blobs[k] for k in coded], [paths[k] for k in coded],
+                                                                 progress=True)):
+                decoded[k] = images_k
+        for k, header in enumerate(headers):
             if header["codec"] == container.STORED:
-                decoded = compression.decompress(None, blob)
-                stored += len(decoded)
-            else:
-                decoded = codec.decompress(blob, progress=len(paths) == 1, name=path)
-        except ValueError as err:
-            _fail(str(err))
-        count = len(decoded)
+                decoded[k] = compression.decompress(None, blobs[k])
+    except ValueError as err:
+        _fail(str(err))
+    stored = sum(len(d) for d, h in zip(decoded, headers) if h["codec"] == container.STORED)
+    images, names = [], []
+    for path, header, decoded_k in zip(paths, headers, decoded):
+        count = len(decoded_k)
         file_names = header["params"].get("names")
         if not file_names or len(file_names) != count:
-            base = _stem(os.path.basename(path))[: -len(SUFFIX)] if path.endswith(SUFFIX) else os.path.basename(path)
+            base = os.path.basename(path)
+            base = base[: -len(SUFFIX)] if base.endswith(SUFFIX) else base
             file_names = [f"{base}_{j:06d}.png" for j in range(count)] if len(paths) > 1 else \
                 [f"{j:06d}.png" for j in range(count)]
-        images.append(decoded)
+        images.append(decoded_k)
         names += file_names
-        if progress is not None:
-            progress(i + 1)
     seconds = time.perf_counter() - start
     if len(set(names)) != len(names):
         _fail(f"The files in {flags_.input} store the same image name twice; decompress them one at a time.")

@@ -212,14 +212,7 @@ class ImageCodec(abc.ABC):
         stored = stored_file(images, extra_params)
         data = stored
         if words is not None:
-            header = {
-                "codec": self.name,
-                "image_shape": list(self.image_shape),
-                "count": int(len(images)),
-                "model": {"fingerprint": self.fingerprint},
-                "params": {**self.params(), **file_params, **extra_params},
-            }
-            coded = container.pack(header, words)
+            coded = self.pack_words(words, len(images), file_params, extra_params)
             data = coded if len(coded) <= len(stored) or not allow_stored else stored
         self.last_stats = CodingStats(
             images=len(images), dims_per_image=self.dims_per_image,
@@ -229,9 +222,21 @@ class ImageCodec(abc.ABC):
             stored=data is stored)
         return data
 
-    def compress_each(self, images, names=None, progress=None):
-        """One file per image (each never larger than its raw pixels plus the header):
-        a list of bytes. `names` (one per image) are stored in the files' parameters.
+    def pack_words(self, words, count, file_params, extra_params=None):
+        """The file of `count` images coded as ANS `words` by this codec."""
+        header = {
+            "codec": self.name,
+            "image_shape": list(self.image_shape),
+            "count": int(count),
+            "model": {"fingerprint": self.fingerprint},
+            "params": {**self.params(), **file_params, **(extra_params or {})},
+        }
+        return container.pack(header, words)
+
+    def compress_each(self, images, names=None, progress=None, allow_stored=True):
+        """One file per image (each never larger than its raw pixels plus the header,
+        unless `allow_stored=False`): a list of bytes. `names` (one per image) are stored
+        in the files' parameters.
 
         A codec that can code images independently in one pass overrides this; here each
         image is compressed on its own."""
@@ -242,9 +247,20 @@ class ImageCodec(abc.ABC):
         files = []
         for i in range(len(images)):
             extra = {"names": [names[i]]} if names is not None else None
-            files.append(self.compress(images[i:i + 1], extra_params=extra))
+            files.append(self.compress(images[i:i + 1], extra_params=extra, allow_stored=allow_stored))
             update(i + 1)
         return files
+
+    def decompress_each(self, blobs, names=("data",), progress=None):
+        """Decodes several files: a list of uint8 [N_i, H, W, C] arrays (a codec that can
+        decode single-image files together overrides this)."""
+        names = list(names) * len(blobs) if len(names) == 1 else list(names)
+        update = progress_callback(progress, len(blobs))
+        out = []
+        for i, blob in enumerate(blobs):
+            out.append(self.decompress(blob, name=names[i]))
+            update(i + 1)
+        return out
 
     def check_header(self, header, name="data"):
         """Raises ValueError if the file was written by another codec or model."""

@@ -22,6 +22,11 @@ stride_d. Each digit needs R_d + 1 CDF evaluations, sum_d (R_d + 1) in all: 35 i
 it); `push` pushes them least significant first, so a push undoes a pop exactly and the
 decoder, popping, meets the most significant digit first.
 
+A mixture of logistics (the PixelCNN's pixels) works the same way: with (a, b) of shape
+[n, M] and mixture weights w [n, M] (rows summing to 1), every mass is the weighted sum of
+the components' masses, P(k) = sum_m w_m (F(u_{m,k+1}) - F(u_{m,k})), and so is every digit's
+table (`weights=` of `digit_table`, `pop` and `push`).
+
 Example:
 
     coder = IntervalCoder(grid, radices=(16, 8, 8))       # grid: [K + 1] float64
@@ -73,33 +78,43 @@ class IntervalCoder:
         offsets = np.arange(self.radices[d] + 1) * self.strides[d]
         return (prefix * (self.radices[d] * self.strides[d]))[:, None] + offsets
 
-    def digit_table(self, d, a, b, prefix):
-        """Unnormalized P(k_d = j | prefix) for j < R_d: [n, R_d] float64."""
-        u = a[:, None] + b[:, None] * self.grid[self._edges(d, prefix)]
-        return safe_rows(interval_masses(u))
+    @staticmethod
+    def _mixed(a, b, edges, weights):
+        """Masses of the intervals between consecutive `edges` [n, E] (grid values): one
+        logistic per row (a, b [n]), or a mixture (a, b, weights [n, M])."""
+        if weights is None:
+            return interval_masses(a[:, None] + b[:, None] * edges)
+        total = 0.0
+        for m in range(a.shape[1]):  # elementwise only: the same bits for any n (no BLAS, no pairwise sums)
+            total = total + weights[:, m, None] * interval_masses(a[:, m, None] + b[:, m, None] * edges)
+        return total
 
-    def masses(self, a, b):
+    def digit_table(self, d, a, b, prefix, weights=None):
+        """Unnormalized P(k_d = j | prefix) for j < R_d: [n, R_d] float64."""
+        return safe_rows(self._mixed(a, b, self.grid[self._edges(d, prefix)], weights))
+
+    def masses(self, a, b, weights=None):
         """All K interval masses [n, K] (for tests; coding uses `digit_table`)."""
-        return safe_rows(interval_masses(a[:, None] + b[:, None] * self.grid[None, :]))
+        return safe_rows(self._mixed(a, b, np.broadcast_to(self.grid, (len(a), self.size + 1)), weights))
 
     def digits(self, k):
         """k [n] -> list of digit arrays, most significant first."""
         k = np.asarray(k, np.int64)
         return [(k // s) % r for r, s in zip(self.radices, self.strides)]
 
-    def pop(self, stack, a, b, tables=None):
+    def pop(self, stack, a, b, tables=None, weights=None):
         """Pops one index per (a, b) pair: int64 [n]. Appends each digit's (table, digit) to
         `tables` if given (for information accounting)."""
         prefix = np.zeros(len(a), np.int64)
         for d, radix in enumerate(self.radices):
-            table = self.digit_table(d, a, b, prefix)
+            table = self.digit_table(d, a, b, prefix, weights)
             digit = stack.pop(table)
             if tables is not None:
                 tables.append((table, digit))
             prefix = prefix * radix + digit
         return prefix
 
-    def push(self, stack, a, b, k, tables=None):
+    def push(self, stack, a, b, k, tables=None, weights=None):
         """Pushes indices k [n] (the inverse of `pop`)."""
         digits = self.digits(k)
         prefix = np.zeros(len(a), np.int64)
@@ -108,7 +123,7 @@ class IntervalCoder:
             prefixes.append(prefix)
             prefix = prefix * radix + digit
         for d in reversed(range(len(self.radices))):
-            table = self.digit_table(d, a, b, prefixes[d])
+            table = self.digit_table(d, a, b, prefixes[d], weights)
             stack.push(digits[d], table)
             if tables is not None:
                 tables.append((table, digits[d]))

@@ -45,3 +45,31 @@ def pixel_params(means, log_scale):
     if not (np.all(np.isfinite(loc)) and np.isfinite(inv_scale) and inv_scale > 0):
         raise NonFiniteModelError("The network produced non-finite pixel means or scale; the model cannot code these images.")
     return -loc * inv_scale, np.full(loc.shape, inv_scale)
+
+
+def mixture_params(logits, means, log_scales):
+    """(a, b, weights), float64 [n, K] each, of a discretized logistic mixture per pixel
+    (the PixelCNN's), for `PIXEL_CODER`'s `weights=` coding:
+
+        P(v) = sum_k w_k (F(a_k + b_k g_{v+1}) - F(a_k + b_k g_v)),
+        w = softmax(logits), a_k = -means_k / s_k, b_k = 1 / s_k, s_k = exp(log_scales_k).
+
+    Args:
+      logits, means, log_scales: float32 [..., K] (any leading shape, flattened to n).
+
+    Raises:
+      NonFiniteModelError: a non-finite parameter.
+    """
+    k = np.shape(logits)[-1]
+    logits, means, log_scales = (np.asarray(t, np.float64).reshape(-1, k) for t in (logits, means, log_scales))
+    if not (np.all(np.isfinite(logits)) and np.all(np.isfinite(means)) and np.all(np.isfinite(log_scales))):
+        raise NonFiniteModelError("The network produced non-finite pixel parameters; the model cannot code these images.")
+    # elementwise only (no reductions whose summation order could depend on n): a pixel's
+    # numbers are the same bits whether it is coded alone or with others
+    weights = np.exp(logits - np.maximum.reduce(logits, axis=1, keepdims=True))
+    total = weights[:, 0].copy()
+    for m in range(1, k):
+        total += weights[:, m]
+    weights /= total[:, None]
+    inv_scale = np.exp(-log_scales)
+    return -means * inv_scale, inv_scale, weights

@@ -59,9 +59,13 @@ class Stack:
       words: initial compressed data (uint32 array), or None for an empty stack.
       trace: if a list, every push and pop appends (op, symbols, model) to it, model
         being the probability table or the uniform alphabet size (for accounting tests).
+      guard: check after every pop that the stack did not run dry (`StackUnderflow`): for
+        bits-back coding, whose pops must be paid for by bits already on the stack. A
+        stack that only pops what was pushed onto it (direct coding) ends empty, and
+        passes guard=False.
     """
 
-    def __init__(self, words=None, trace=None):
+    def __init__(self, words=None, trace=None, guard=True):
         if words is None:
             self._coder = constriction.stream.stack.AnsCoder()
         else:
@@ -69,6 +73,7 @@ class Stack:
         self._categorical = constriction.stream.model.Categorical(perfect=False)
         self._uniform = {}
         self.trace = trace
+        self.guard = guard
 
     def _uniform_model(self, size):
         if size not in self._uniform:
@@ -80,7 +85,7 @@ class Stack:
             self.trace.append((op, np.array(symbols), model if np.isscalar(model) else np.array(model)))
 
     def _check(self):
-        if self._coder.num_valid_bits() <= WORD_BITS:
+        if self.guard and self._coder.num_valid_bits() <= WORD_BITS:
             raise StackUnderflow("The ANS stack ran out of bits during a pop.")
 
     def push(self, symbols, table):
