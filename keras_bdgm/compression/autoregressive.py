@@ -280,9 +280,12 @@ class AutoregressiveCodec(ImageCodec):
         try:
             while True:
                 a, b, weights = mixture_params(*(p[rows] for p in params))
-                for k, row in enumerate(rows):
-                    images[row, i, j, 0] = PIXEL_CODER.pop(
-                        stacks[row], a[k:k + 1], b[k:k + 1], weights=weights[k:k + 1])[0]
+                prefix = np.zeros(len(rows), np.int64)
+                for d, radix in enumerate(PIXEL_CODER.radices):  # one table per digit for all rows
+                    table = PIXEL_CODER.digit_table(d, a, b, prefix, weights)
+                    digit = [stacks[row].pop(table[k:k + 1])[0] for k, row in enumerate(rows)]
+                    prefix = prefix * radix + np.asarray(digit, np.int64)
+                images[rows, i, j, 0] = prefix
                 try:
                     i, j, params = steps.send(images[:, i, j, 0])
                 except StopIteration:
