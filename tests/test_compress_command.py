@@ -19,6 +19,7 @@ from keras_bdgm import compression, image_grid, memory
 from keras_bdgm.compression import cli, container
 from keras_bdgm.models import ResNetVAE
 from keras_bdgm.runs.errors import ConfigError
+from wheels import build_wheel
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TINY = dict(width=8, latent_layers=2, processing_blocks=0)
@@ -169,10 +170,7 @@ def test_one_png_and_a_dataset_split_with_the_default_shipped_model(tmp_path):
 def test_the_command_from_a_wheel_in_a_fresh_venv_outside_the_repository(tmp_path):
     """pip wheel -> a new venv (its dependencies from this environment's site-packages, the
     package itself only from the wheel) -> `keras-bdgm-compress` run from another folder."""
-    wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
-                    "-w", str(wheels)], check=True, cwd=tmp_path, timeout=600)
-    (wheel,) = wheels.glob("keras_bdgm-*.whl")
+    wheel = build_wheel(tmp_path / "wheels")
     assert "keras_bdgm/compression/cli.py" in zipfile.ZipFile(wheel).namelist()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)

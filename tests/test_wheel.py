@@ -1,24 +1,15 @@
 """What `pip wheel .` ships: every subpackage of the tree, the trained models and the hook."""
 
-import pathlib
-import subprocess
-import sys
 import zipfile
 
 import pytest
+from wheels import ROOT, build_wheel
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    """The project's wheel, built once per session (no dependencies, no build isolation)."""
-    out = tmp_path_factory.mktemp("wheel")
-    build = tmp_path_factory.mktemp("wheel_build")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    str(ROOT), "-w", str(out)], check=True, cwd=build, timeout=600)
-    (path,) = out.glob("keras_bdgm-*.whl")
-    return path
+    """The project's wheel (no dependencies, no build isolation)."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def test_wheel_holds_every_subpackage_and_data_file(wheel):
