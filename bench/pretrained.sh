@@ -8,27 +8,36 @@
 #   bash bench/pretrained.sh resnet_vae finish   # after they end: IWAE (K=1000), figures, files
 #   bash bench/pretrained.sh flowpp train        # w32a32, w1a1 (about 75 min on 2 cores)
 #   bash bench/pretrained.sh flowpp finish
+#   bash bench/pretrained.sh pixelcnn train      # w1a1 6,000 steps, w32a32 3,000 (about 60 min on 2 cores)
+#   bash bench/pretrained.sh pixelcnn finish
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-}
 RUNS=${RUNS:-runs/pretrained}
 PY=${PY:-.venv/bin/python}
-case "$MODEL" in  # the configuration each width search chose (BENCHMARKS.md), and the budget
+# The configuration each width search chose (BENCHMARKS.md), and the budget. The PixelCNN's
+# w32a32 run is the binary gap's reference at half the steps (compared on the curves).
+BATCH=128; STEPS=100; VALIDATION=1000; W32_EPOCHS=
+case "$MODEL" in
   resnet_vae) PRECISIONS="w32a32 w1a32 w1a1"; OVERRIDES='{"width": 32}'; EPOCHS=60; EVERY=100
               TITLE="ResNet VAE (width 32) on Fashion-MNIST"; PREFIX=vae ;;
   flowpp)     PRECISIONS="w32a32 w1a1"; OVERRIDES='{"width": 16}'; EPOCHS=40; EVERY=250
               TITLE="Flow++ (width 16) on Fashion-MNIST"; PREFIX=flowpp ;;
-  *) echo "usage: $0 resnet_vae|flowpp train|finish" >&2; exit 2 ;;
+  pixelcnn)   PRECISIONS="w32a32 w1a1"; OVERRIDES='{}'; EPOCHS=30; W32_EPOCHS=15; EVERY=400
+              BATCH=64; STEPS=200; VALIDATION=2000
+              TITLE="PixelCNN (small) on Fashion-MNIST"; PREFIX=pixelcnn ;;
+  *) echo "usage: $0 resnet_vae|flowpp|pixelcnn train|finish" >&2; exit 2 ;;
 esac
 run() { echo "$RUNS/${PREFIX}_fmnist_$1"; }
 mkdir -p "$RUNS"
 case "${2:-}" in
   train)
     for p in $PRECISIONS; do
+      epochs=$EPOCHS; [ "$p" = w32a32 ] && epochs=${W32_EPOCHS:-$EPOCHS}
       nohup "$PY" examples/train.py --model=$MODEL --precision=$p --preset=small \
         --overrides="$OVERRIDES" --dataset=fashion_mnist --train_split='train[:90%]' \
-        --validation_split='train[90%:]' --validation_examples=1000 --validation_every=$EVERY \
-        --batch_size=128 --epochs=$EPOCHS --steps_per_epoch=100 --seed=0 \
+        --validation_split='train[90%:]' --validation_examples=$VALIDATION --validation_every=$EVERY \
+        --batch_size=$BATCH --epochs=$epochs --steps_per_epoch=$STEPS --seed=0 \
         --model_dir="$(run $p)" > "$(run $p).log" 2>&1 &
     done
     echo "training in the background; logs in $RUNS/*.log" ;;
@@ -60,5 +69,5 @@ for key, name in (("iwae_k1000_bits_per_dim_first_1000_test", "iwae_k1000.json")
 print(keras_bdgm.pretrained.export_run(run, extra=extra))
 PYEOF
     done ;;
-  *) echo "usage: $0 resnet_vae|flowpp train|finish" >&2; exit 2 ;;
+  *) echo "usage: $0 resnet_vae|flowpp|pixelcnn train|finish" >&2; exit 2 ;;
 esac

@@ -69,10 +69,10 @@ class _PrecisionBlock(tf.keras.layers.Layer):
             tf.random.Generator.from_seed(int(np.random.randint(2**31 - 1))) if use_dropout else None
         )
 
-    def _conv(self, filters, kernel_size, init_scale, name, negated_pair_input=False):
+    def _conv(self, filters, kernel_size, init_scale, name, negated_pair_input=False, causal=None):
         return conv2d_for_precision(
             filters, kernel_size, self.precision, init_scale=init_scale, name=name,
-            negated_pair_input=negated_pair_input,
+            negated_pair_input=negated_pair_input, causal=causal,
         )
 
     def _maybe_dropout(self, h, training):
@@ -137,6 +137,12 @@ class GatedResidualBlock(_PrecisionBlock):
     At w1a1 the convs take x itself for [x, -x] (`BWNConv2D(negated_pair_input=True)`),
     half the convolution work for the same result; `fuse_negation=False` turns that off.
 
+    `causal="down"` or `"down_right"` makes it a block of PixelCNN++'s streams: conv3x3
+    becomes the causal 2x3 ("down": output (i, j) reads rows i-1, i and columns j-1..j+1)
+    or 2x2 ("down_right": rows i-1, i and columns j-1, j) conv of `keras_bdgm.layers`, with
+    the 1x1 context and gate convs, so output (i, j) depends on no input below row i (nor,
+    for "down_right", right of column j in row i).
+
     Args:
       filters: C, channels of the input and output.
       precision: "w32a32", "w1a32" or "w1a1".
@@ -149,20 +155,34 @@ class GatedResidualBlock(_PrecisionBlock):
       init_scheme: "identity" (conv_in init_scale 1, gate 0: the block starts as the
         identity) or "reference" (0.1 for both, as in the paper's public code); see
         `keras_bdgm.init.INIT_SCHEMES`.
+      causal: None (conv3x3, "same" padding), "down" or "down_right" (above); a causal
+        block's gate conv is 1x1.
     """
 
+    # conv_in's kernel per `causal` option
+    _CONV_IN_KERNELS = {None: (3, 3), "down": (2, 3), "down_right": (2, 2)}
+
     def __init__(self, filters, precision="w32a32", context=False, dropout=0.0,
-                 fuse_negation=True, gate_kernel_size=1, init_scheme="identity", **kwargs):
+                 fuse_negation=True, gate_kernel_size=1, init_scheme="identity", causal=None, **kwargs):
         super().__init__(filters, precision=precision, dropout=dropout, **kwargs)
         self.context = bool(context)
         self.fuse_negation = bool(fuse_negation)
         self.gate_kernel_size = int(gate_kernel_size)
         if self.gate_kernel_size < 1:
             raise ValueError(f"gate_kernel_size must be >= 1, got {gate_kernel_size!r}.")
+        if causal not in self._CONV_IN_KERNELS:
+            raise ValueError(f"causal must be None, 'down' or 'down_right', got {causal!r}.")
+        if causal is not None and self.gate_kernel_size != 1:
+            raise ValueError(
+                f"A causal block's gate conv is 1x1 (a larger one would read pixels below); "
+                f"got gate_kernel_size={gate_kernel_size!r}: drop it."
+            )
+        self.causal = causal
         self.init_scheme = init_scheme
         scales = init_scales(init_scheme)
         self._fused = self.fuse_negation and parse_precision(self.precision).binary_activations
-        self.conv_in = self._conv(self.filters, 3, scales["entry"], "conv_in", self._fused)
+        self.conv_in = self._conv(self.filters, self._CONV_IN_KERNELS[causal], scales["entry"], "conv_in",
+                                  self._fused, causal=causal)
         self.conv_context = (
             self._conv(self.filters, 1, 1.0, "conv_context", self._fused) if self.context else None
         )
@@ -193,7 +213,8 @@ class GatedResidualBlock(_PrecisionBlock):
 
     def get_config(self):
         return {**super().get_config(), "context": self.context, "fuse_negation": self.fuse_negation,
-                "gate_kernel_size": self.gate_kernel_size, "init_scheme": self.init_scheme}
+                "gate_kernel_size": self.gate_kernel_size, "init_scheme": self.init_scheme,
+                "causal": self.causal}
 
 
 @_serializable

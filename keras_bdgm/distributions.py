@@ -1,4 +1,5 @@
-"""Distributions of the ResNet VAE: discretized-logistic pixels and logistic latents.
+"""Distributions of the models: discretized-logistic pixels (one, or a mixture for the
+PixelCNN) and the ResNet VAE's logistic latents.
 
 * `DiscretizedLogistic`: a `tfd.Distribution` over the 256 pixel values scaled to
   [-1, 1] (`x = pixel / 127.5 - 1`, bins of width 2/255). With sigma(t) = 1/(1+exp(-t)),
@@ -12,6 +13,12 @@
   is evaluated in log space as
   log sigma(a) + log sigma(-b) + log(1 - exp(-(a - b))) with a, b the two arguments
   (an identity of the logistic function), finite for any loc and scale.
+* `discretized_logistic_mixture(logits, means, log_scales)`: PixelCNN++'s pixel
+  distribution, a mixture of K `DiscretizedLogistic`s (a `tfd.MixtureSameFamily`), and
+  `discretized_logistic_mixture_log_prob`, its log-probability as a pure function:
+
+      log P(x) = logsumexp_k(log_softmax(logits)_k + log P_k(x)),
+      P_k = DiscretizedLogistic(means_k, exp(log_scales_k)).
 * `logistic_from_raw`: a latent `tfd.Logistic` with scale = min_scale + softplus(raw).
 * `sample_with_kl`: z ~ q and the single-sample KL estimate log q(z) - log p(z).
 * `free_bits_kl`: the free-bits KL objective: per latent channel, KL summed over H, W and
@@ -26,6 +33,9 @@
     p = logistic_from_raw(p_mean, p_raw)
     z, kl = sample_with_kl(q, p, seed=seed)        # kl: [B, H, W, C]
     objective_kl = free_bits_kl(kl, kl_min=0.1)    # scalar, nats per image
+
+    # K = 5 components per pixel, parameters [N, H, W, 5]
+    log_px = discretized_logistic_mixture_log_prob(x / 127.5 - 1.0, logits, means, log_scales)
 
 #### References
 [1] Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling. Improved Variational Inference
@@ -137,6 +147,47 @@ class DiscretizedLogistic(tfd.Distribution):
 
     def _mode(self):
         return self._quantize(self._loc + tf.zeros_like(self._scale))
+
+
+def discretized_logistic_mixture_log_prob(x, logits, means, log_scales, num_bins=NUM_BINS):
+    """log P(x) of a mixture of K discretized logistics, per value, in nats.
+
+        P(x) = sum_k softmax(logits)_k * DiscretizedLogistic(means_k, exp(log_scales_k)).prob(x)
+
+    Every component's bin mass is `DiscretizedLogistic.log_prob`'s exact log-space value
+    (the edge bins take the tails), so the num_bins probabilities of a position sum to 1.
+
+    Args:
+      x: float [...], values on the grid of `DiscretizedLogistic` (pixels / 127.5 - 1).
+      logits, means, log_scales: float [..., K], the mixture logits and the components'
+        locations and log-scales (in the [-1, 1] scale).
+      num_bins: values of the grid (256 for 8-bit pixels).
+
+    Returns:
+      float [...], log P(x).
+
+    Example:
+        log_px = discretized_logistic_mixture_log_prob(pixels / 127.5 - 1.0, logits, means, log_scales)
+    """
+    x = tf.convert_to_tensor(x, dtype_hint=tf.float32)
+    components = DiscretizedLogistic(means, tf.exp(log_scales), num_bins=num_bins)
+    return tf.reduce_logsumexp(tf.nn.log_softmax(logits) + components.log_prob(x[..., None]), axis=-1)
+
+
+def discretized_logistic_mixture(logits, means, log_scales, temperature=1.0, num_bins=NUM_BINS):
+    """The mixture of `discretized_logistic_mixture_log_prob` as a `tfd.MixtureSameFamily`.
+
+    `temperature` T > 0 (a float or a scalar tensor) samples colder or hotter: the mixture
+    logits become logits / T and every component's scale is multiplied by T (T = 1: the
+    model's distribution).
+
+    Example:
+        pixels = (discretized_logistic_mixture(logits, means, log_scales).sample(seed=seed) + 1) * 127.5
+    """
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=logits / temperature),
+        DiscretizedLogistic(means, tf.exp(log_scales) * temperature, num_bins=num_bins),
+    )
 
 
 def logistic_from_raw(loc, raw_scale, min_scale=0.01, temperature=1.0):

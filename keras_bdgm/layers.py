@@ -22,6 +22,14 @@ The gain g and bias b stay float32. BWN defaults to larq's `ste_sign` kernel qua
 weights clipped to [-1, 1] after every optimizer step); `input_quantizer="ste_sign"`
 binarizes the activations as well.
 
+The 2D convs also take `causal="down"` or `causal="down_right"` (PixelCNN++'s shifted
+convs): a kh x kw kernel whose input is zero-padded with kh - 1 rows on top and, for
+"down", (kw - 1) // 2 columns on the left and the rest on the right, for "down_right",
+kw - 1 columns on the left only. Output (i, j) then reads input rows i - kh + 1 .. i only
+and, for "down_right", columns j - kw + 1 .. j only; the output has the input's height and
+width. The padding is added after the input quantizer, so padded sign inputs are 0 (they
+add nothing) and the binary conv stays exact.
+
 Every layer supports `keras_bdgm.initialize` (per-channel output mean 0 and std
 `init_scale` on a batch) and round-trips through `.keras` files.
 
@@ -31,6 +39,7 @@ Every layer supports `keras_bdgm.initialize` (per-channel output mean 0 and std
         tf.keras.Input((28, 28, 1)),
         WNConv2D(32, 3, padding="same", activation="elu"),
         BWNConv2D(32, 3, padding="same", input_quantizer="ste_sign"),
+        BWNConv2D(32, (2, 3), causal="down"),        # reads only rows i-1, i
     ])
 
 #### References
@@ -49,6 +58,9 @@ from keras_bdgm.precision import parse as parse_precision
 _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
 
 _INIT_EPSILON = 1e-6
+
+# The `causal` options of the 2D convs (module docstring); None: the stock `padding`.
+CAUSAL_PADDINGS = (None, "down", "down_right")
 
 
 def _take(values, channels):
@@ -206,10 +218,42 @@ class _FoldedConv2D:
 
     _exact_conv = False
 
+    def __init__(self, *args, causal=None, **kwargs):
+        if causal not in CAUSAL_PADDINGS:
+            raise ValueError(
+                f"causal must be one of {', '.join(map(repr, CAUSAL_PADDINGS))}, got {causal!r}."
+            )
+        self.causal = causal
+        super().__init__(*args, **kwargs)
+        if self.causal is not None and (
+            self.padding != "valid" or max(self.strides) != 1 or max(self.dilation_rate) != 1
+        ):
+            raise ValueError(
+                f"causal={causal!r} pads the input itself and needs padding='valid', strides 1 "
+                f"and dilation 1, got padding={self.padding!r}, strides {self.strides}, "
+                f"dilation {self.dilation_rate}; drop those arguments."
+            )
+
+    def _causal_padding(self):
+        """[[0, 0], [top, 0], [left, right], [0, 0]] of the causal padding (module docstring)."""
+        kh, kw = self.kernel_size
+        left = kw - 1 if self.causal == "down_right" else (kw - 1) // 2
+        return [[0, 0], [kh - 1, 0], [left, kw - 1 - left], [0, 0]]
+
+    def get_config(self):
+        return {**super().get_config(), "causal": self.causal}
+
+    def compute_output_shape(self, input_shape):
+        if self.causal is None:
+            return super().compute_output_shape(input_shape)
+        return tf.TensorShape(input_shape)[:-1].concatenate([self.filters])
+
     def _conv_operands(self, inputs):
         return inputs, self.kernel
 
     def _convolve(self, x, kernel):
+        if self.causal is not None:
+            x = tf.pad(x, self._causal_padding())
         if self.groups > 1:  # as the stock layer: grouped convs need XLA on CPUs
             return self._jit_compiled_convolution_op(x, tf.convert_to_tensor(kernel))
         return self.convolution_op(x, kernel)
@@ -226,7 +270,10 @@ class _FoldedConv2D:
 
 @_serializable
 class WNConv2D(_FoldedConv2D, _WeightNorm, tf.keras.layers.Conv2D):
-    """`tf.keras.layers.Conv2D` with weight normalization: w = gain * v / ||v||."""
+    """`tf.keras.layers.Conv2D` with weight normalization: w = gain * v / ||v||.
+
+    Takes every argument of `tf.keras.layers.Conv2D`, plus `init_scale` and `causal`
+    (None, "down" or "down_right"; see the module docstring)."""
 
     _expected_rank = 4
 
@@ -248,8 +295,9 @@ class WNDense(_WeightNorm, tf.keras.layers.Dense):
 class BWNConv2D(_FoldedConv2D, _BinaryWeightNorm, lq.layers.QuantConv2D):
     """Binary weight-normalized conv: y = (gain / sqrt(kh*kw*c_in)) * conv(x, sign(v)) + b.
 
-    Takes every argument of `larq.layers.QuantConv2D`, plus `init_scale` and
-    `negated_pair_input`. `input_quantizer="ste_sign"` gives binary activations (W1A1).
+    Takes every argument of `larq.layers.QuantConv2D`, plus `init_scale`, `causal` (None,
+    "down" or "down_right"; see the module docstring) and `negated_pair_input`.
+    `input_quantizer="ste_sign"` gives binary activations (W1A1).
 
     `negated_pair_input=True` (with a sign input quantizer) makes the layer take x of C
     channels and act as if given the 2C-channel concatenation [x, -x], as Flow++'s concat
@@ -322,13 +370,15 @@ def conv2d_for_precision(filters, kernel_size, precision, negated_pair_input=Fal
     """The conv of a residual layer in `precision`: WNConv2D at w32, BWNConv2D at w1.
 
     At a1 the BWN conv also binarizes its input (`input_quantizer="ste_sign"`) and, with
-    `negated_pair_input=True`, takes x for the pair [x, -x] (see `BWNConv2D`).
+    `negated_pair_input=True`, takes x for the pair [x, -x] (see `BWNConv2D`). The padding
+    is "same" unless given, or "valid" with `causal` (which pads itself).
 
     Example:
         conv = conv2d_for_precision(64, 3, "w1a1", padding="same", init_scale=0.0)
+        causal = conv2d_for_precision(64, (2, 3), "w1a1", causal="down")
     """
     p = parse_precision(precision)
-    kwargs.setdefault("padding", "same")
+    kwargs.setdefault("padding", "valid" if kwargs.get("causal") else "same")
     if not p.binary_weights:
         return WNConv2D(filters, kernel_size, **kwargs)
     if p.binary_activations:

@@ -1,7 +1,35 @@
-"""Test set-up: quiet TensorFlow, Keras 2 before TensorFlow, deterministic seeds."""
+"""Test set-up: a data folder of the session's own, quiet TensorFlow, Keras 2 before
+TensorFlow, deterministic seeds.
+
+Hermetic data: the tests prepare Fashion-MNIST (and anything else tfds would keep in
+`~/tensorflow_datasets`, Keras in `~/.keras`) into a folder this test session owns,
+never into the home directory (which Bazel's sandbox makes read-only). Under `bazel test`
+that is `$TEST_TMPDIR/keras_bdgm`; under plain pytest a new temporary folder, deleted at the
+end. `TFDS_DATA_DIR` and `KERAS_HOME` point into it, so subprocesses (the example scripts)
+inherit it. `KERAS_BDGM_TEST_DATA_DIR=/some/folder` makes sessions share one tfds data
+folder instead (preparing it once; preparation is atomic and locked, so parallel sessions
+are safe), e.g. to save the half minute Fashion-MNIST takes to prepare.
+"""
 
 import os
+import shutil
+import tempfile
 
+SHARED_DATA_DIR_ENV = "KERAS_BDGM_TEST_DATA_DIR"
+
+
+def _session_dir():
+    """The session's own folder, and whether to delete it at the end."""
+    if os.environ.get("TEST_TMPDIR"):  # Bazel: the test's scratch folder, deleted by Bazel
+        path = os.path.join(os.environ["TEST_TMPDIR"], "keras_bdgm")
+        os.makedirs(path, exist_ok=True)
+        return path, False
+    return tempfile.mkdtemp(prefix="keras_bdgm-tests-"), True
+
+
+SESSION_DIR, _DELETE_SESSION_DIR = _session_dir()
+os.environ["TFDS_DATA_DIR"] = os.environ.get(SHARED_DATA_DIR_ENV) or os.path.join(SESSION_DIR, "tensorflow_datasets")
+os.environ["KERAS_HOME"] = os.path.join(SESSION_DIR, "keras")  # tf_keras writes keras.json at import
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras_bdgm  # noqa: E402,F401  (selects Keras 2 before TensorFlow is imported)
@@ -30,3 +58,9 @@ def flow():
     """A tiny initialized w1a1 FlowPlusPlus (tests/tiny.py), shared by a module's tests."""
     import tiny
     return tiny.tiny_model("flowpp", "w1a1", images=tiny.tiny_images(16), seed=0)
+
+
+def pytest_unconfigure(config):
+    del config
+    if _DELETE_SESSION_DIR:
+        shutil.rmtree(SESSION_DIR, ignore_errors=True)

@@ -7,8 +7,10 @@ Each test runs on every (model, precision) of `CASES`, on the shared tiny config
 (tests/tiny.py). A model is built and initialized once per case (the `built` fixture) and its
 weights are then moved away from their initial values, so a round trip that missed a weight
 would show. Tests that draw from a model's noise generator save and restore its state or only
-compare draws within the test. Model-specific behaviour stays in test_flowpp.py and
-test_resnet_vae.py.
+compare draws within the test. A model without latents (`num_latent_layers == 0`, the
+PixelCNN) has an exact bound: its log-weights are log p(x) whatever the seed, and the tests
+check that instead of fresh noise. Model-specific behaviour stays in test_flowpp.py,
+test_resnet_vae.py and test_pixelcnn.py.
 """
 
 import math
@@ -53,6 +55,11 @@ def built():
     cache.clear()
 
 
+def _exact(model):
+    """A model without latents: every importance weight is log p(x), whatever the seed."""
+    return model.num_latent_layers == 0
+
+
 def _numpy_bound(log_w):
     """logsumexp over axis 0 minus log K, in float64: the K-sample bound of [K, N] log-weights."""
     log_w = np.asarray(log_w, np.float64)
@@ -77,8 +84,11 @@ def test_built_at_construction_with_its_config(name, precision):
     assert model.precision == precision and model.image_shape == tiny.SHAPE and model.num_dims == D
     assert all(model.config[k] == v for k, v in tiny.overrides(name).items())
     assert model.hparams is model.config
-    assert len(model.latent_shape) == 3 and all(isinstance(d, int) and d > 0 for d in model.latent_shape)
-    assert isinstance(model.num_latent_layers, int) and model.num_latent_layers >= 1
+    assert isinstance(model.num_latent_layers, int) and model.num_latent_layers >= 0
+    if _exact(model):
+        assert model.latent_shape == ()
+    else:
+        assert len(model.latent_shape) == 3 and all(isinstance(d, int) and d > 0 for d in model.latent_shape)
     assert model.loss_names[0] == "bits_per_dim"
     # The same seed builds the same weights; another seed other weights.
     same, other = tiny.tiny_model(name, precision, seed=5), tiny.tiny_model(name, precision, seed=6)
@@ -133,6 +143,10 @@ def test_log_prob_seeds(built, name, precision):
     model = built(name, precision)
     first = model.log_prob(X, num_samples=2, seed=4).numpy()
     np.testing.assert_array_equal(model.log_prob(X, num_samples=2, seed=4).numpy(), first)
+    if _exact(model):  # no noise: every seed (and none) gives log p(x)
+        for seed in (5, (0, 4), None):
+            np.testing.assert_array_equal(model.log_prob(X, num_samples=2, seed=seed).numpy(), first)
+        return
     assert not np.array_equal(model.log_prob(X, num_samples=2, seed=5).numpy(), first)
     # An int seed s is the pair (s, 0), however it is given; (0, s) is another seed.
     for seed in ((4, 0), np.int64(4), tf.constant(4), np.array([4, 0]), tf.constant([4, 0], tf.int64)):
@@ -164,6 +178,16 @@ def test_call_is_log_prob_for_the_seed_it_drew(built, name, precision):
     np.testing.assert_array_equal(nats.numpy(), log_prob.numpy())
 
 
+@pytest.mark.parametrize("name, precision", [case for case in CASES if case.values[0] == "pixelcnn"])
+def test_call_of_an_exact_model_is_log_prob_and_draws_no_noise(built, name, precision):
+    model = built(name, precision)
+    state = model.rng.state.numpy()
+    nats = model(X)
+    _assert_float32(nats, (N,))
+    np.testing.assert_array_equal(model.rng.state.numpy(), state)
+    np.testing.assert_allclose(nats.numpy(), model.log_prob(X, seed=9).numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("name, precision", CASES)
 def test_call_and_log_prob_estimate_the_same_bound(built, name, precision):
     """model(x) and log_prob(x) (K = 1) draw from the same distribution: over R noise draws
@@ -191,13 +215,14 @@ def test_importance_bound_is_logmeanexp_of_the_single_sample_log_weights(built, 
         chunks = importance_chunks(k, N, per_chunk)
         log_w = np.concatenate([model.log_weights(context, stateless_seed(seed), c).numpy() for c in chunks])
         assert log_w.shape == (k, N) and log_w.dtype == np.float32 and np.all(np.isfinite(log_w))
-        assert len({tuple(row) for row in log_w}) == k  # K different samples
+        # K different samples; without latents K times log p(x)
+        assert len({tuple(row) for row in log_w}) == (1 if _exact(model) else k)
         got = model.log_prob(X, num_samples=k, seed=seed, samples_per_chunk=per_chunk)
         _assert_float32(got, (N,))
         np.testing.assert_allclose(got.numpy(), _numpy_bound(log_w), rtol=1e-6)
         elbo = log_w.astype(np.float64).mean(axis=0)
         assert np.all(got.numpy() >= elbo - 1e-3), (got, elbo)
-        assert got.numpy().mean() > elbo.mean()
+        assert got.numpy().mean() > elbo.mean() or _exact(model)  # equal when exact
     # K = 1: the bound is the one log-weight.
     one = model.log_weights(context, stateless_seed(seed), importance_chunks(1, N)[0]).numpy()
     np.testing.assert_array_equal(model.log_prob(X, seed=seed).numpy(), one[0])

@@ -25,14 +25,15 @@ from keras_bdgm.models.base import GenerativeModel
 
 SHAPE = (8, 8, 1)
 PRESET = "small"
-MODELS = ("flowpp", "resnet_vae")
-CLASS_NAMES = {"flowpp": "FlowPlusPlus", "resnet_vae": "ResNetVAE"}  # in keras_bdgm.models
+MODELS = ("flowpp", "resnet_vae", "pixelcnn")
+CLASS_NAMES = {"flowpp": "FlowPlusPlus", "resnet_vae": "ResNetVAE", "pixelcnn": "PixelCNN"}  # in keras_bdgm.models
 
 _CONFIGS = {
     "flowpp": {"couplings": [1, 1, 1], "width": 8, "num_blocks": 1, "num_components": 3,
                "dequant_couplings": 1, "dequant_width": 8, "dequant_blocks": 1,
                "context_width": 8, "context_blocks": 1},
     "resnet_vae": {"width": 8, "latent_layers": 2, "processing_blocks": 0},
+    "pixelcnn": {"width": 8, "num_blocks": 1, "num_components": 3},  # its "tiny" preset
 }
 
 
@@ -44,7 +45,7 @@ def overrides(name, **changes):
 
 
 def tiny_model(name, precision="w1a1", shape=SHAPE, images=None, seed=None, **changes):
-    """The tiny `name` model ("flowpp" or "resnet_vae") at `precision` for images of `shape`.
+    """The tiny `name` model (one of `MODELS`) at `precision` for images of `shape`.
 
     Args:
       seed: if not None, `tf.keras.utils.set_random_seed(seed)` first (weights and the

@@ -42,6 +42,10 @@ The modules, one job each (`load` and `resolve` above are defined here):
   with tensorflow-datasets' slicing and rounding, used by every source.
 - `tfds`: `TfdsSource`, tensorflow-datasets datasets (image shapes, split aliases,
   preparing and downloading, `manual_dir`, downsampled ImageNet).
+- `prepared`: where tfds data lives by default (`$TFDS_DATA_DIR`, else
+  `~/tensorflow_datasets`, read at each call) and preparing a dataset there atomically:
+  staged in a temporary folder and renamed into place under a file lock, so an interrupted
+  preparation leaves nothing a later load trusts and concurrent ones take turns.
 - `fashion_mnist`: a tfds builder that prepares the standard `fashion_mnist` dataset
   offline from the four idx `.gz` files (Debian package `dataset-fashion-mnist`).
 - `folder`: `FolderSource`, a folder of same-sized PNG/JPEG images.

@@ -33,6 +33,8 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from keras_bdgm.datasets import prepared
+
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 
@@ -165,9 +167,13 @@ def missing_files_message(source_dir, missing) -> str:
 def prepare(data_dir=None, source_dir=None) -> DebianFashionMNIST:
     """Prepares `fashion_mnist` into `data_dir` from local files (no-op if already there).
 
+    The preparation is atomic (`keras_bdgm.datasets.prepared`): staged in a temporary
+    folder and renamed into place under a file lock, so an interrupted one leaves nothing
+    that a later call trusts, and concurrent ones take turns.
+
     Args:
-      data_dir: tfds data directory (default: tfds's, `~/tensorflow_datasets` or
-        `$TFDS_DATA_DIR`).
+      data_dir: tfds data directory (default: `$TFDS_DATA_DIR`, else
+        `~/tensorflow_datasets`; read at each call).
       source_dir: folder with the four idx `.gz` files (default: Debian's).
 
     Returns:
@@ -176,12 +182,17 @@ def prepare(data_dir=None, source_dir=None) -> DebianFashionMNIST:
     Raises:
       FileNotFoundError: the source files are missing (the message says how to get them).
     """
+    def make_builder(root):
+        return DebianFashionMNIST(data_dir=root, source_dir=source_dir)
+
+    return prepared.prepare(make_builder, data_dir, lambda staging: prepare_into(staging, source_dir))
+
+
+def prepare_into(data_dir, source_dir=None) -> None:
+    """Prepares `fashion_mnist` into the tfds data directory `data_dir` in place (not
+    atomically: `prepare` and `keras_bdgm.datasets.tfds` call it on a staging folder)."""
     builder = DebianFashionMNIST(data_dir=data_dir, source_dir=source_dir)
-    if not builder.is_prepared():
-        missing = missing_files(builder.source_dir)
-        if missing:
-            raise FileNotFoundError(missing_files_message(builder.source_dir, missing))
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-        )
-    return builder
+    missing = missing_files(builder.source_dir)
+    if missing:
+        raise FileNotFoundError(missing_files_message(builder.source_dir, missing))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))

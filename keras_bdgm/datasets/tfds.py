@@ -31,7 +31,7 @@ import socket
 
 import tensorflow as tf
 
-from keras_bdgm.datasets import splits
+from keras_bdgm.datasets import prepared, splits
 from keras_bdgm.datasets.source import Source
 
 IMAGE_SHAPES = {
@@ -165,20 +165,33 @@ class TfdsSource(Source):
 
 
 def _prepared_builder(name, data_dir, manual_dir, download, is_reachable):
-    """Returns a tfds builder of `name` whose data is prepared in `data_dir`."""
+    """Returns a tfds builder of `name` whose data is prepared in `data_dir` (default
+    `prepared.default_data_dir()`), preparing it atomically (`keras_bdgm.datasets.prepared`)."""
     import tensorflow_datasets  # pylint: disable=import-outside-toplevel
 
-    builder = tensorflow_datasets.builder(name, data_dir=data_dir)
+    data_dir = os.fspath(data_dir) if data_dir is not None else prepared.default_data_dir()
+
+    def make_builder(root):
+        return tensorflow_datasets.builder(name, data_dir=root)
+
+    builder = make_builder(data_dir)
     if builder.is_prepared():
         return builder
     where = os.fspath(builder.data_dir)
+    return prepared.prepare(make_builder, data_dir, _preparation(name, data_dir, where, manual_dir, download, is_reachable))
+
+
+def _preparation(name, data_dir, where, manual_dir, download, is_reachable):
+    """Returns `prepare_into(staging_data_dir)` for `prepared.prepare`, which prepares
+    `name` there; raises FileNotFoundError at once when it cannot be prepared."""
+    import tensorflow_datasets  # pylint: disable=import-outside-toplevel
 
     if name == "fashion_mnist":
         from keras_bdgm.datasets import fashion_mnist  # pylint: disable=import-outside-toplevel
 
         source_dir = manual_dir if manual_dir is not None else fashion_mnist.DEBIAN_DIR
         if fashion_mnist.has_files(source_dir):
-            return fashion_mnist.prepare(data_dir=data_dir, source_dir=source_dir)
+            return lambda staging: fashion_mnist.prepare_into(staging, source_dir)
         if manual_dir is not None:
             raise FileNotFoundError(
                 f"fashion_mnist is not prepared in {where}, and "
@@ -190,21 +203,25 @@ def _prepared_builder(name, data_dir, manual_dir, download, is_reachable):
             "or pass manual_dir= a folder holding train-images-idx3-ubyte.gz, "
             "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)"
         )
-        _download(builder, name, where, download, is_reachable, local_help)
-        return builder
+        return _download(name, data_dir, where, download, is_reachable, local_help)
 
     if name.startswith("downsampled_imagenet/"):
-        _prepare_downsampled_imagenet(builder, name, where, manual_dir)
-        return builder
+        _check_downsampled_imagenet(name, where, manual_dir)
+        return lambda staging: tensorflow_datasets.builder(name, data_dir=staging).download_and_prepare(
+            download_config=tensorflow_datasets.download.DownloadConfig(
+                manual_dir=os.fspath(manual_dir), try_download_gcs=False
+            )
+        )
 
-    _download(
-        builder, name, where, download, is_reachable,
+    return _download(
+        name, data_dir, where, download, is_reachable,
         "tfds needs internet to download it (or copy a prepared data_dir from a machine that has it)",
     )
-    return builder
 
 
-def _download(builder, name, where, download, is_reachable, local_help):
+def _download(name, data_dir, where, download, is_reachable, local_help):
+    """Returns `prepare_into(staging)` downloading `name` (the downloads are kept in
+    `data_dir/downloads`, tfds's place), or raises FileNotFoundError when it cannot."""
     import tensorflow_datasets  # pylint: disable=import-outside-toplevel
 
     host = DOWNLOAD_HOSTS.get(name)
@@ -214,23 +231,29 @@ def _download(builder, name, where, download, is_reachable, local_help):
         problem = f"{host} cannot be reached (no internet?)"
     else:
         problem = None
-    if problem is None:
+
+    def failed(problem):
+        return FileNotFoundError(
+            f"Dataset {name!r} is not prepared in {where} and cannot be downloaded: {problem}; "
+            f"{local_help}. Once prepared, pass the same data_dir."
+        )
+
+    if problem is not None:
+        raise failed(problem)
+
+    def prepare_into(staging):
         try:
-            builder.download_and_prepare(
-                download_config=tensorflow_datasets.download.DownloadConfig(try_download_gcs=False)
+            tensorflow_datasets.builder(name, data_dir=staging).download_and_prepare(
+                download_dir=os.path.join(data_dir, "downloads") if prepared.is_local(data_dir) else None,
+                download_config=tensorflow_datasets.download.DownloadConfig(try_download_gcs=False),
             )
-            return
         except OSError as err:  # includes requests' connection errors
-            problem = f"the download failed ({type(err).__name__}: {err})"
-    raise FileNotFoundError(
-        f"Dataset {name!r} is not prepared in {where} and cannot be downloaded: {problem}; "
-        f"{local_help}. Once prepared, pass the same data_dir."
-    )
+            raise failed(f"the download failed ({type(err).__name__}: {err})") from err
+
+    return prepare_into
 
 
-def _prepare_downsampled_imagenet(builder, name, where, manual_dir):
-    import tensorflow_datasets  # pylint: disable=import-outside-toplevel
-
+def _check_downsampled_imagenet(name, where, manual_dir):
     size = name.split("/")[1]
     wanted = [f"train_{size}.tar", f"valid_{size}.tar"]
     missing = (
@@ -245,8 +268,3 @@ def _prepare_downsampled_imagenet(builder, name, where, manual_dir):
             "(image-net.org/small) are dead: get the two Downsampled ImageNet tar files, "
             "put them in one folder and pass manual_dir=that folder."
         )
-    builder.download_and_prepare(
-        download_config=tensorflow_datasets.download.DownloadConfig(
-            manual_dir=os.fspath(manual_dir), try_download_gcs=False
-        )
-    )

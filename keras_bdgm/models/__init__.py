@@ -16,16 +16,18 @@ The models, one module each:
 
 * `FlowPlusPlus`: Flow++ with variational dequantization and mixture-logistic couplings.
 * `ResNetVAE`: hierarchical ResNet VAE with bidirectional inference.
+* `PixelCNN`: PixelCNN++-style autoregressive model with gated causal residual blocks (no
+  latents: its bound is the exact log p(x)).
 
-Both take `precision` in {"w32a32", "w1a32", "w1a1"} and a named `preset`, and follow the
+All take `precision` in {"w32a32", "w1a32", "w1a1"} and a named `preset`, and follow the
 contract of `keras_bdgm.models.base.GenerativeModel`: `model(x)` is the single-sample bound
 log p(x, z) - log q(z | x) per image in nats, `log_prob` / `bits_per_dim` the
 importance-weighted bound (computed in chunks of samples), `sample(n, temperature, seed)`
 draws images, `config` holds the resolved hyperparameters, and seeds (an int, a pair of
 ints or None) are read one way (`keras_bdgm.models.seeds.stateless_seed`). Whole datasets are
 evaluated by `keras_bdgm.models.evaluation.evaluate_bits_per_dim`.
-Imported on first use, so one model's import cost is not paid by the other. Keras knows
-both from `import keras_bdgm` on: each is registered under its name ("keras_bdgm>FlowPlusPlus")
+Imported on first use, so one model's import cost is not paid by the others. Keras knows
+them all from `import keras_bdgm` on: each is registered under its name ("keras_bdgm>FlowPlusPlus")
 by a stand-in that imports the model's module when a saved model is loaded, so
 `tf.keras.models.load_model("model.keras")` needs nothing else.
 """
@@ -36,6 +38,7 @@ import tensorflow as tf
 
 _MODELS = {
     "FlowPlusPlus": "keras_bdgm.models.flowpp",
+    "PixelCNN": "keras_bdgm.models.pixelcnn",
     "ResNetVAE": "keras_bdgm.models.resnet_vae",
 }
 

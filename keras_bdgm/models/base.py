@@ -84,7 +84,9 @@ class GenerativeModel(tf.keras.Model):
     * `latent_shape`: (h, w, c) of one latent tensor of one image: z of the main flow for
       Flow++ (h * w * c = D), each of the `num_latent_layers` layers z_1..z_L for the ResNet
       VAE. A batch of n images has latents of shape [n, *latent_shape] (per layer).
-    * `num_latent_layers`: how many such tensors (default 1).
+    * `num_latent_layers`: how many such tensors (default 1); 0 (and `latent_shape` ())
+      for a model without latents, such as the PixelCNN, whose log-weights are all the
+      exact log p(x), whatever the seed.
 
     Models draw random noise with stateless ops seeded by `stateless_seed(seed)`, fresh
     seeds coming from `noise_seed()`, so resumed training is reproducible.

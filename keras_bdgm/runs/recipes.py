@@ -4,13 +4,15 @@
     model = build_model("resnet_vae", (28, 28, 1), precision="w1a1", preset="small", width=32)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate("resnet_vae")))
 
-The recipes are those of the paper's public code (the VAE's from its train_rvae.py, the
-flow's from train_flow.py; see docs/ARCHITECTURE.md):
+The recipes of the flow and the VAE are those of the paper's public code (the VAE's from
+its train_rvae.py, the flow's from train_flow.py; see docs/ARCHITECTURE.md); the PixelCNN's
+is this project's (measured on Fashion-MNIST, bench/probe_models.py):
 
 | model      | Adam learning rate                                | batch | init batches |
 |------------|---------------------------------------------------|-------|--------------|
 | flowpp     | 1e-3, constant                                    | 128   | 25           |
 | resnet_vae | 2e-3, x0.999995 per step, floor 5e-4              | 128   | 2            |
+| pixelcnn   | 2e-3, constant                                    | 64    | 4            |
 
 Both clip the global gradient norm to 1.0 and skip an update whose norm is above a bound
 (100 for the flow, 1e5 for the VAE); those two belong to the models' train step and are
@@ -52,6 +54,7 @@ class Recipe:
 RECIPES = {
     "flowpp": Recipe("FlowPlusPlus", learning_rate=1e-3, decay=None, init_batches=25),
     "resnet_vae": Recipe("ResNetVAE", learning_rate=2e-3, decay=(0.999995, 5e-4), init_batches=2),
+    "pixelcnn": Recipe("PixelCNN", learning_rate=2e-3, decay=None, init_batches=4, batch_size=64),
 }
 
 
@@ -62,13 +65,13 @@ def check_choice(kind, value, choices):
 
 
 def recipe(model):
-    """The `Recipe` of `model` ("flowpp" or "resnet_vae"); ConfigError for another name."""
+    """The `Recipe` of `model` (a name in `RECIPES`); ConfigError for another name."""
     check_choice("model", model, tuple(RECIPES))
     return RECIPES[model]
 
 
 def build_model(model, image_shape, precision="w32a32", preset="small", **overrides):
-    """Builds `model` ("flowpp" or "resnet_vae") for images of `image_shape`."""
+    """Builds `model` (a name in `RECIPES`) for images of `image_shape`."""
     return recipe(model).model_type(image_shape, precision=precision, preset=preset, **overrides)
 
 
