@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-DEFAULT_MODEL = "resnet_vae/w1a1"
+DEFAULT_MODEL = "pixelcnn/w1a1"
 SUFFIX = ".kbc"
 
 
