@@ -16,6 +16,7 @@ block is exactly the identity.
     h = GatedResidualBlock(96, precision="w1a32")(h, context=c)
 """
 
+import larq as lq
 import numpy as np
 import tensorflow as tf
 
@@ -210,6 +211,57 @@ class GatedResidualBlock(_PrecisionBlock):
         h = self.conv_gate(h)
         value, gate = tf.split(h, 2, axis=-1)
         return inputs + value * tf.sigmoid(gate)
+
+    def last_row(self, rows, context=None):
+        """A causal block's output on the last of `rows`, from conv_in's input rows alone.
+
+        For decoding row by row: `rows` [n, 2, W, C] are rows i-1 and i of the block's
+        input (all that conv_in reads for row i), `context` [n, 1, W, C] the context on row
+        i. conv_in runs without its top padding (one output row instead of two), keeping
+        the column padding. Equals the full call's row i up to float rounding.
+
+            out = block.last_row(x[:, i - 1:i + 1], context=c[:, i:i + 1])   # [n, 1, W, C]
+        """
+        return self._at_last_row(rows, context, pad_columns=True)
+
+    def last_position(self, window, context=None):
+        """A causal block's output at one position, from conv_in's input window there.
+
+        For decoding pixel by pixel: `window` [n, kh, kw, C] is exactly what the causal
+        conv_in reads for the window's last row (rows i-1, i; columns j-1, j for
+        "down_right", j-1..j+1 for "down"), `context` [n, 1, 1, C] the context at (i, j).
+        conv_in runs unpadded on the window (one output instead of kh * kw), the 1x1 convs
+        on that one position. Equals the full call's output at (i, j) up to float rounding.
+
+            window = x[:, i - 1:i + 1, j - 1:j + 1]          # "down_right", i, j >= 1
+            out = block.last_position(window, context=c[:, i:i + 1, j:j + 1])  # [n, 1, 1, C]
+        """
+        kw = self._CONV_IN_KERNELS.get(self.causal, (0, 0))[1]
+        if self.causal is not None and window.shape[2] not in (kw, None):  # None: unknown while tracing
+            raise ValueError(f"{self.name!r} needs a 2x{kw} window, got shape {tuple(window.shape)}.")
+        return self._at_last_row(window, context, pad_columns=False)
+
+    def _at_last_row(self, rows, context, pad_columns):
+        """The output on the last input row ([n, 1, W', C]); W' = W with the column padding,
+        W - kw + 1 without."""
+        if self.causal is None:
+            raise ValueError(f"{self.name!r} is not causal; last_row and last_position are for causal blocks.")
+        kh, _ = self._CONV_IN_KERNELS[self.causal]
+        if rows.shape[1] not in (kh, None):
+            raise ValueError(f"{self.name!r} needs {kh} input rows, got shape {tuple(rows.shape)}.")
+        # pylint: disable=protected-access
+        padding = self.conv_in._causal_padding()
+        left = padding[2][0]
+        padding[1] = [0, 0]  # no rows above: the window holds them
+        if not pad_columns:
+            padding[2] = [0, 0]
+        with lq.utils.patch_object(self.conv_in, "_causal_padding", lambda: padding):
+            h = self.conv_in(self._concat_act(rows))
+        if self.conv_context is not None:
+            h = h + self.conv_context(self._concat_act(context))
+        value, gate = tf.split(self.conv_gate(self._concat_act(h)), 2, axis=-1)
+        here = rows[:, -1:] if pad_columns else rows[:, -1:, left:left + int(h.shape[2])]
+        return here + value * tf.sigmoid(gate)
 
     def get_config(self):
         return {**super().get_config(), "context": self.context, "fuse_negation": self.fuse_negation,

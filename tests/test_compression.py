@@ -24,6 +24,8 @@ from keras_bdgm.distributions import DiscretizedLogistic, logistic_from_raw
 from keras_bdgm.models import ResNetVAE
 from keras_bdgm.precision import PRECISIONS
 
+import tiny
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (8, 8, 1)
 TINY = dict(preset="small", width=8, latent_layers=2, processing_blocks=0)
@@ -382,23 +384,10 @@ def test_container_and_atomic_write(tmp_path):
     assert path.read_bytes() == blob and os.listdir(tmp_path) == ["out.kbc"]
 
 
-def _unusual_inputs(rng):
-    """Inputs no image model predicts well (issue: the codec must not expand them)."""
-    checker = (np.indices(SHAPE[:2]).sum(axis=0) % 2 * 255).astype(np.uint8)[..., None]
-    return {
-        "uniform noise": rng.integers(0, 256, (6, *SHAPE), dtype=np.uint8),
-        "all black": np.zeros((3, *SHAPE), np.uint8),
-        "all white": np.full((3, *SHAPE), 255, np.uint8),
-        "checkerboards": np.stack([checker, 255 - checker, checker]),
-        "one image": _images(1, seed=5),
-    }
-
-
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_the_codec_never_writes_more_than_the_raw_pixels_plus_a_small_header(models, precision):
-    rng = np.random.default_rng(3)
     codec = compression.BitsBackCodec(models[precision], batch_size=4)
-    for name, images in _unusual_inputs(rng).items():
+    for name, images in tiny.unusual_images(SHAPE, seed=3).items():
         data = codec.compress(images)
         raw = images.size
         assert len(data) <= raw + 24, (name, len(data), raw)

@@ -239,6 +239,39 @@ def test_causal_gated_block_reads_no_later_position(causal, precision):
         assert reach[1, 2] > 0 and reach[2, 2] > 0 and (causal == "down_right" or reach[2, 3] > 0)
 
 
+@pytest.mark.parametrize("causal", ["down", "down_right"])
+@pytest.mark.parametrize("precision", tiny.PRECISIONS)
+def test_causal_block_at_one_position_or_row_from_its_window(causal, precision):
+    """`last_position(window, context)` = the whole-image call's output at (i, j) (which the
+    test above and the causal-conv test tie to stock convs), from the conv's window alone,
+    and `last_row` its row i from rows i - 1, i; a window of the wrong size or a block that
+    is not causal is refused."""
+    block = GatedResidualBlock(4, precision=precision, causal=causal, context=True, init_scheme="reference")
+    rng = np.random.default_rng(8)
+    x = tf.constant(rng.normal(size=(2, 5, 6, 4)), tf.float32)
+    context = tf.constant(rng.normal(size=(2, 5, 6, 4)), tf.float32)
+    block(x, context=context)
+    for v in block.trainable_variables:
+        v.assign(rng.normal(size=v.shape.as_list()).astype(np.float32))
+    full = block(x, context=context).numpy()
+    left = 1  # both kernels reach one column left of j
+    width = 2 if causal == "down_right" else 3
+    for i, j in [(1, 1), (3, 2), (4, 4)]:
+        window = x[:, i - 1:i + 1, j - left:j - left + width]
+        got = block.last_position(window, context=context[:, i:i + 1, j:j + 1]).numpy()
+        assert got.shape == (2, 1, 1, 4)
+        np.testing.assert_allclose(got[:, 0, 0], full[:, i, j], rtol=1e-5, atol=1e-5)
+    for i in (1, 4):  # a whole row: rows i - 1, i in, row i out (columns padded as the conv pads them)
+        got = block.last_row(x[:, i - 1:i + 1], context=context[:, i:i + 1]).numpy()
+        np.testing.assert_allclose(got, full[:, i:i + 1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=rf"needs a 2x{width} window, got shape \(2, 2, 4, 4\)"):
+        block.last_position(x[:, :2, :4], context=context[:, :1, :1])
+    with pytest.raises(ValueError, match=r"needs 2 input rows, got shape \(2, 3, 6, 4\)"):
+        block.last_row(x[:, :3], context=context[:, :1])
+    with pytest.raises(ValueError, match="is not causal; last_row and last_position are for causal blocks"):
+        GatedResidualBlock(4).last_position(x[:, :3, :3])
+
+
 def test_small_preset_size():
     model = PixelCNN((28, 28, 1), precision="w1a1", preset="small")
     fp = memory.footprint(model)

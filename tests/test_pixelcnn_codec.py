@@ -22,6 +22,8 @@ from keras_bdgm.models import PixelCNN
 from keras_bdgm.models.pixelcnn_raster import RasterDecoder
 from keras_bdgm.precision import PRECISIONS
 
+import tiny
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (7, 6, 1)
 
@@ -132,6 +134,27 @@ def test_one_file_per_image_decoded_together(models):
     for blob, image in zip(codec.compress_each(noise), noise):
         assert len(blob) <= image.size + 24
         np.testing.assert_array_equal(codec.decompress_each([blob])[0][0], image)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_unusual_images_never_cost_more_than_their_raw_pixels(models, precision):
+    """Noise, flat, checkerboard, photo crops, one image: whole file and one file per image,
+    at most the raw pixels plus the 24-byte container header (plus recorded names), exact;
+    each file holds whichever is smaller, the model's code or the pixels."""
+    model = models[precision]
+    codec = compression.AutoregressiveCodec(model, batch_size=2)
+    for name, images in tiny.unusual_images(SHAPE, seed=7).items():
+        data = codec.compress(images)
+        model_code = codec.compress(images, allow_stored=False)
+        stored = compression.stored_file(images)
+        assert len(data) <= images.size + 24 and data == min(model_code, stored, key=len), name
+        np.testing.assert_array_equal(compression.decompress(model, data), images, err_msg=name)
+        names = [f"{i}.png" for i in range(len(images))]
+        files = codec.compress_each(images, names=names)
+        for blob, image, file_name in zip(files, images, names):
+            assert len(blob) <= image.size + 24 + len(f'{{"names":["{file_name}"]}}'), name
+        back = codec.decompress_each(files)
+        np.testing.assert_array_equal(np.concatenate(back), images, err_msg=name)
 
 
 def test_damaged_data_raises(models):

@@ -15,6 +15,7 @@ needs another image size passes `shape`.
 """
 
 import copy
+import os
 
 import keras_bdgm
 import numpy as np
@@ -76,6 +77,24 @@ def pattern_images(n=8, seed=1, noise=8):
                 np.tile([0, 255] * 4, (8, 1)), np.full((8, 8), 128.0)]
     images = [np.clip(patterns[(i // 2) % 4] + rng.randint(-noise, noise + 1, (8, 8)), 0, 255) for i in range(n)]
     return np.stack(images)[..., None].astype(np.uint8)
+
+
+def unusual_images(shape, seed=0):
+    """Inputs no image model predicts well, each a uint8 batch of `shape` (H, W <= 28, one
+    channel): uniform noise, all black, all white, checkerboards, crops of an ordinary
+    photograph (tests/data/photo_crops.npz) and a single image."""
+    rng = np.random.default_rng(seed)
+    h, w, _ = shape
+    checker = (np.indices((h, w)).sum(axis=0) % 2 * 255).astype(np.uint8)[..., None]
+    photos = np.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "photo_crops.npz"))["crops"]
+    return {
+        "uniform noise": rng.integers(0, 256, (4, *shape), dtype=np.uint8),
+        "all black": np.zeros((2, *shape), np.uint8),
+        "all white": np.full((2, *shape), 255, np.uint8),
+        "checkerboards": np.stack([checker, 255 - checker]),
+        "natural-photo crops": photos[[0, 4, 5], 3:3 + h, 3:3 + w],
+        "one image": pattern_images(1, seed=seed + 5)[:, :h, :w],
+    }
 
 
 class LinearLoss(GenerativeModel):

@@ -35,7 +35,7 @@ constriction versions. A one-image file's header is about 50 bytes.
 
 Example:
 
-    codec = AutoregressiveCodec(pixelcnn, batch_size=500)
+    codec = AutoregressiveCodec(pixelcnn)          # batch_size=2000: about 2 GB at peak
     data = codec.compress(images)               # uint8 [N, 28, 28, 1] -> bytes
     codec.last_stats.net_bits_per_dim           # ~ the model's -log2 p(x) / D
     assert (codec.decompress(data) == images).all()
@@ -48,7 +48,7 @@ from keras_bdgm.compression import stack as ans
 from keras_bdgm.compression.codec import ImageCodec, op_determinism, progress_callback
 from keras_bdgm.compression.pixels import PIXEL_CODER, mixture_params
 
-DEFAULT_BATCH_SIZE = 500
+DEFAULT_BATCH_SIZE = 2000
 EACH_BATCH_SIZE = 64
 
 

@@ -84,9 +84,16 @@ class IntervalCoder:
         logistic per row (a, b [n]), or a mixture (a, b, weights [n, M])."""
         if weights is None:
             return interval_masses(a[:, None] + b[:, None] * edges)
-        total = 0.0
+        total = None
         for m in range(a.shape[1]):  # elementwise only: the same bits for any n (no BLAS, no pairwise sums)
-            total = total + weights[:, m, None] * interval_masses(a[:, m, None] + b[:, m, None] * edges)
+            u = b[:, m, None] * edges
+            u += a[:, m, None]
+            masses = interval_masses(u)
+            masses *= weights[:, m, None]
+            if total is None:
+                total = masses
+            else:
+                total += masses
         return total
 
     def digit_table(self, d, a, b, prefix, weights=None):

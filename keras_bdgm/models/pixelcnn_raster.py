@@ -7,12 +7,14 @@ new position (Ramachandran et al. [1]), so a whole image costs about one full pa
 per-step overhead. For the PixelCNN's two streams (`keras_bdgm.models.pixelcnn`):
 
 * the down stream u_b (b = 0..B) at row i depends only on rows above i: at the start of
-  row i, each of its layers is run on the two rows i - 1, i of its input (the row above
-  is cached), for the whole width at once;
+  row i, each of its blocks computes row i alone from the two rows i - 1, i of its input
+  (`GatedResidualBlock.last_row`; the row above is cached), for the whole width at once;
 * the down-right stream ul_b at (i, j) reads its input at rows i - 1, i and columns
   j - 1, j (a 2x2 causal conv) and the down stream at (i, j): per pixel, each block is run
   on that 2x2 patch, with the row above cached and the left neighbour kept from the
-  previous step, and its output is read at the patch's last position.
+  previous step; away from the first row and column only the patch's last position is
+  computed (`GatedResidualBlock.last_position`), at the borders the block runs on the
+  patch with its own causal padding and its output is read at the last position.
 
 The layers are the model's own, called on patches; their causal padding handles the image
 borders (a patch at row 0 or column 0 has one row or column), so every number is the
@@ -90,8 +92,10 @@ class RasterDecoder:
             ul_row = model.in_down_row(x_above[:, -1:])[:, 0]
         rows = [u]
         for b, block in enumerate(model.down_blocks):
-            inputs = u if u_above is None else tf.concat([u_above[b][:, None], u], axis=1)
-            u = block(inputs)[:, -1:]
+            if u_above is None:  # row 0: the block's own causal padding
+                u = block(u)
+            else:  # rows i - 1, i in, only row i computed
+                u = block.last_row(tf.concat([u_above[b][:, None], u], axis=1))
             rows.append(u)
         return tf.stack([r[:, 0] for r in rows]), ul_row
 
@@ -121,14 +125,19 @@ class RasterDecoder:
             patch = tf.slice(x_rows, [0, 0, j - 1, 0], [self.n, rows, 1, 2])
             ul_0 = ul_row[:, j] + model.in_down_right(patch)[:, -1, 0]
         here = [ul_0]
+        interior = not first_column and ul_above is not None  # the 2x2 window needs no padding
         for b, block in enumerate(model.down_right_blocks):
             row_i = here[b][:, None, :] if first_column else tf.stack([ul_left[b], here[b]], axis=1)
             patch = row_i[:, None]                                      # [n, 1, cols, C]
             if ul_above is not None:
                 above = tf.slice(ul_above[b], [0, start, 0], [self.n, cols, self.channels])
                 patch = tf.concat([above[:, None], patch], axis=1)       # [n, 2, cols, C]
-            context = tf.slice(u_rows[b + 1], [0, 0, start, 0], [self.n, rows, cols, self.channels])
-            here.append(block(patch, context=context)[:, -1, -1])
+            if interior:  # only (i, j) itself: a quarter of the work
+                context = tf.slice(u_rows[b + 1], [0, rows - 1, j, 0], [self.n, 1, 1, self.channels])
+                here.append(block.last_position(patch, context=context)[:, 0, 0])
+            else:  # the first row or column: the block's own causal padding
+                context = tf.slice(u_rows[b + 1], [0, 0, start, 0], [self.n, rows, cols, self.channels])
+                here.append(block(patch, context=context)[:, -1, -1])
         out = model.out_conv(tf.nn.elu(here[-1])[:, None, None, :])[:, 0, 0]
         logits, means, log_scales = tf.split(out, 3, axis=-1)
         return tf.stack(here), logits, means, tf.maximum(log_scales, MIN_LOG_SCALE)
