@@ -215,6 +215,19 @@ def test_causal_conv_is_a_stock_conv_on_padded_input_and_sign_weights(causal, ke
     assert restored.causal == causal and restored.padding == "valid"
 
 
+def _random_causal_block(causal, precision, shape, seed):
+    """A causal gated block with context, every weight random, and inputs x and context of
+    `shape` (float32 tensors)."""
+    block = GatedResidualBlock(4, precision=precision, causal=causal, context=True, init_scheme="reference")
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.normal(size=shape), tf.float32)
+    context = tf.constant(rng.normal(size=shape), tf.float32)
+    block(x, context=context)
+    for v in block.trainable_variables:
+        v.assign(rng.normal(size=v.shape.as_list()).astype(np.float32))
+    return block, x, context
+
+
 @pytest.mark.parametrize("causal", ["down", "down_right"])
 @pytest.mark.parametrize("precision", tiny.PRECISIONS)
 def test_causal_gated_block_reads_no_later_position(causal, precision):
@@ -222,13 +235,7 @@ def test_causal_gated_block_reads_no_later_position(causal, precision):
     reads no column right of j ("down" reads columns j - 1 .. j + 1: its stream is shifted).
     (Gradients: at w1a1 the sign's clipped straight-through gradient can hide a real path,
     so what the block does read is checked where activations are real.)"""
-    block = GatedResidualBlock(4, precision=precision, causal=causal, context=True, init_scheme="reference")
-    rng = np.random.default_rng(5)
-    x = tf.constant(rng.normal(size=(1, 5, 5, 4)), tf.float32)
-    context = tf.constant(rng.normal(size=(1, 5, 5, 4)), tf.float32)
-    block(x, context=context)
-    for v in block.trainable_variables:
-        v.assign(rng.normal(size=v.shape.as_list()).astype(np.float32))
+    block, x, context = _random_causal_block(causal, precision, (1, 5, 5, 4), seed=5)
     with tf.GradientTape() as tape:
         tape.watch(x)
         out = block(x, context=context)[0, 2, 2]
@@ -246,13 +253,7 @@ def test_causal_block_at_one_position_or_row_from_its_window(causal, precision):
     test above and the causal-conv test tie to stock convs), from the conv's window alone,
     and `last_row` its row i from rows i - 1, i; a window of the wrong size or a block that
     is not causal is refused."""
-    block = GatedResidualBlock(4, precision=precision, causal=causal, context=True, init_scheme="reference")
-    rng = np.random.default_rng(8)
-    x = tf.constant(rng.normal(size=(2, 5, 6, 4)), tf.float32)
-    context = tf.constant(rng.normal(size=(2, 5, 6, 4)), tf.float32)
-    block(x, context=context)
-    for v in block.trainable_variables:
-        v.assign(rng.normal(size=v.shape.as_list()).astype(np.float32))
+    block, x, context = _random_causal_block(causal, precision, (2, 5, 6, 4), seed=8)
     full = block(x, context=context).numpy()
     left = 1  # both kernels reach one column left of j
     width = 2 if causal == "down_right" else 3

@@ -34,9 +34,33 @@ Example:
     coder.push(stack, a, b, k)                            # the stack is as before
 """
 
+import concurrent.futures
+import os
+
 import numpy as np
 
 from keras_bdgm.compression.logistic import interval_masses, safe_rows
+
+# Tables of at least this many rows are built in row chunks on a thread pool (numpy frees
+# the GIL inside its loops). Every step is elementwise per row, so a chunk's rows come out
+# bit-identical to the whole array's: the split (and the thread count) never changes a file.
+PARALLEL_ROWS = 1 << 16
+_POOL = []
+
+
+def _in_row_chunks(fn, arrays):
+    """fn(*arrays) for arrays sharing their first axis (None entries passed through), the
+    rows split into one chunk per CPU when there are at least PARALLEL_ROWS of them."""
+    n = len(arrays[0])
+    threads = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+    if threads < 2 or n < PARALLEL_ROWS:
+        return fn(*arrays)
+    if not _POOL:
+        _POOL.append(concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="keras_bdgm_tables"))
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    chunks = _POOL[0].map(lambda lo_hi: fn(*(None if x is None else x[lo_hi[0]:lo_hi[1]] for x in arrays)),
+                          zip(bounds[:-1], bounds[1:]))
+    return np.concatenate(list(chunks))
 
 
 def split_radices(size, max_digit_bits=4):
@@ -98,7 +122,8 @@ class IntervalCoder:
 
     def digit_table(self, d, a, b, prefix, weights=None):
         """Unnormalized P(k_d = j | prefix) for j < R_d: [n, R_d] float64."""
-        return safe_rows(self._mixed(a, b, self.grid[self._edges(d, prefix)], weights))
+        return _in_row_chunks(lambda a, b, prefix, weights: safe_rows(
+            self._mixed(a, b, self.grid[self._edges(d, prefix)], weights)), (a, b, prefix, weights))
 
     def masses(self, a, b, weights=None):
         """All K interval masses [n, K] (for tests; coding uses `digit_table`)."""

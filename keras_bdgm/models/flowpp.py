@@ -55,7 +55,7 @@ from keras_bdgm.bijectors import (
 )
 from keras_bdgm.models.noise import stateless_normal
 from keras_bdgm.precision import parse as parse_precision
-from keras_bdgm.models.presets import resolve
+from keras_bdgm.models.presets import preset_config, resolve
 from keras_bdgm.models.base import GenerativeModel
 
 tfb, tfd = tfp.bijectors, tfp.distributions
@@ -299,11 +299,7 @@ class FlowPlusPlus(GenerativeModel):
         self._log_weights(self.check_images(x), training=False)
 
     def get_config(self):
-        return {
-            "image_shape": list(self.image_shape), "precision": self.precision, "preset": self.preset,
-            "clip_norm": self.clip_norm, "skip_threshold": self.skip_threshold, "name": self.name,
-            **{k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides.items()},
-        }
+        return preset_config(self, clip_norm=self.clip_norm, skip_threshold=self.skip_threshold)
 
     @classmethod
     def from_config(cls, config):

@@ -63,7 +63,7 @@ from keras_bdgm.distributions import discretized_logistic_mixture, discretized_l
 from keras_bdgm.init import init_scales
 from keras_bdgm.layers import WNConv2D
 from keras_bdgm.models.base import GenerativeModel
-from keras_bdgm.models.presets import resolve
+from keras_bdgm.models.presets import preset_config, resolve
 from keras_bdgm.precision import parse as parse_precision
 
 PRESETS = {
@@ -311,11 +311,7 @@ class PixelCNN(GenerativeModel):
     # ---------------------------------------------------------------- serialization
 
     def get_config(self):
-        return {
-            "image_shape": list(self.image_shape), "precision": self.precision, "preset": self.preset,
-            "clip_norm": self.clip_norm, "skip_threshold": self.skip_threshold, "name": self.name,
-            **{k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides.items()},
-        }
+        return preset_config(self, clip_norm=self.clip_norm, skip_threshold=self.skip_threshold)
 
     @classmethod
     def from_config(cls, config):

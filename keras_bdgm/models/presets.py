@@ -2,7 +2,7 @@
 
 A model keeps its presets as a dict of name -> dict of hyperparameters; a preset may
 build on another with `"base": "other_name"`. `resolve` merges the chain, applies the
-user's overrides and checks every name.
+user's overrides and checks every name; `preset_config` is such a model's `get_config`.
 
 Example:
 
@@ -40,3 +40,14 @@ def resolve(presets, preset, overrides=None, model="model"):
             )
         config[key] = value
     return config
+
+
+def preset_config(model, **arguments):
+    """A preset-built model's `get_config`: its constructor arguments (image_shape,
+    precision, preset, name, the given `arguments` and its overrides; tuples as lists, as
+    JSON keeps them), so that `cls(**config)` builds the same model."""
+    return {
+        "image_shape": list(model.image_shape), "precision": model.precision, "preset": model.preset,
+        "name": model.name, **arguments,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in model.overrides.items()},
+    }
