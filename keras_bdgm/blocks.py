@@ -236,9 +236,10 @@ class GatedResidualBlock(_PrecisionBlock):
             window = x[:, i - 1:i + 1, j - 1:j + 1]          # "down_right", i, j >= 1
             out = block.last_position(window, context=c[:, i:i + 1, j:j + 1])  # [n, 1, 1, C]
         """
-        kw = self._CONV_IN_KERNELS.get(self.causal, (0, 0))[1]
-        if self.causal is not None and window.shape[2] not in (kw, None):  # None: unknown while tracing
-            raise ValueError(f"{self.name!r} needs a 2x{kw} window, got shape {tuple(window.shape)}.")
+        if self.causal is not None:  # (a block that is not causal is refused below)
+            kh, kw = self._CONV_IN_KERNELS[self.causal]
+            if window.shape[2] not in (kw, None):  # None: unknown while tracing
+                raise ValueError(f"{self.name!r} needs a {kh}x{kw} window, got shape {tuple(window.shape)}.")
         return self._at_last_row(window, context, pad_columns=False)
 
     def _at_last_row(self, rows, context, pad_columns):

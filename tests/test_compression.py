@@ -179,7 +179,10 @@ def test_tables_built_in_row_chunks_are_bit_identical(monkeypatch):
     whole = [PIXEL_CODER.digit_table(d, a, b, p, weights) for d, p in ((0, np.zeros(n, np.int64)), (1, prefix))]
     monkeypatch.setattr(intervals, "PARALLEL_ROWS", 7)
     monkeypatch.setattr(intervals.os, "sched_getaffinity", lambda _: set(range(3)), raising=False)
+    pools, make_pool = [], intervals._pool  # pylint: disable=protected-access
+    monkeypatch.setattr(intervals, "_pool", lambda threads: pools.append(threads) or make_pool(threads))
     chunked = [PIXEL_CODER.digit_table(d, a, b, p, weights) for d, p in ((0, np.zeros(n, np.int64)), (1, prefix))]
+    assert pools == [3, 3]  # both tables were built in 3 chunks on the pool
     for one, many in zip(whole, chunked):
         np.testing.assert_array_equal(one, many)
     # oracle: digit 0's entry j is the mixture mass of pixel values 16j..16j+15

@@ -35,6 +35,7 @@ Example:
 """
 
 import concurrent.futures
+import functools
 import os
 
 import numpy as np
@@ -45,21 +46,26 @@ from keras_bdgm.compression.logistic import interval_masses, safe_rows
 # the GIL inside its loops). Every step is elementwise per row, so a chunk's rows come out
 # bit-identical to the whole array's: the split (and the thread count) never changes a file.
 PARALLEL_ROWS = 1 << 16
-_POOL = []
+
+
+@functools.lru_cache(maxsize=None)
+def _pool(threads):
+    """One thread pool per size, made on first use."""
+    return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="keras_bdgm_tables")
 
 
 def _in_row_chunks(fn, arrays):
     """fn(*arrays) for arrays sharing their first axis (None entries passed through), the
-    rows split into one chunk per CPU when there are at least PARALLEL_ROWS of them."""
+    rows split into one chunk per usable CPU (at most 8) when there are at least
+    PARALLEL_ROWS of them."""
     n = len(arrays[0])
-    threads = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = min(cpus, 8)
     if threads < 2 or n < PARALLEL_ROWS:
         return fn(*arrays)
-    if not _POOL:
-        _POOL.append(concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="keras_bdgm_tables"))
     bounds = np.linspace(0, n, threads + 1).astype(int)
-    chunks = _POOL[0].map(lambda lo_hi: fn(*(None if x is None else x[lo_hi[0]:lo_hi[1]] for x in arrays)),
-                          zip(bounds[:-1], bounds[1:]))
+    chunks = _pool(threads).map(lambda lo_hi: fn(*(None if x is None else x[lo_hi[0]:lo_hi[1]] for x in arrays)),
+                                zip(bounds[:-1], bounds[1:]))
     return np.concatenate(list(chunks))
 
 
