@@ -29,6 +29,10 @@ cli.define_flags("model", "precision", "preset", "overrides", "dataset", "data_d
                  help_validation_split="Held-out split for the validation curve, e.g. 'train[90%:]'.",
                  help_eval_examples="Evaluate test bits/dim on this many images of --eval_split (default: all).")
 flags.DEFINE_float("learning_rate", None, "Adam learning rate; default per model (flowpp 1e-3; resnet_vae 2e-3 decaying to 5e-4).")
+flags.DEFINE_enum("learning_rate_decay", None, ["cosine"],
+                  "cosine: decay the learning rate to 0 over the run (default: the model's recipe).")
+flags.DEFINE_string("warm_start", None, "A finished run's model_dir or a .keras file of the same model: "
+                    "its weights start this run (e.g. to fine-tune it with --learning_rate_decay=cosine).")
 flags.DEFINE_string("tpu", None, "TPU name or address, with --strategy=tpu.")
 flags.DEFINE_string("eval_split", None, "Split for the test bits/dim (default: test; for a flat image folder, "
                     "its last 10%, train[90%:], with training on the rest).")
@@ -42,7 +46,8 @@ def main(argv):
     config = experiment.TrainConfig(
         model=FLAGS.model, precision=FLAGS.precision, preset=FLAGS.preset, dataset=FLAGS.dataset,
         epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate, model_dir=FLAGS.model_dir, seed=FLAGS.seed,
+        learning_rate=FLAGS.learning_rate, learning_rate_decay=FLAGS.learning_rate_decay,
+        warm_start=FLAGS.warm_start, model_dir=FLAGS.model_dir, seed=FLAGS.seed,
         strategy=FLAGS.strategy, tpu=FLAGS.tpu, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
         eval_split=FLAGS.eval_split, eval_examples=FLAGS.eval_examples, eval_batch_size=FLAGS.eval_batch_size,
         overrides=cli.overrides(), overwrite=FLAGS.overwrite, train_split=FLAGS.train_split,

@@ -68,6 +68,44 @@ def _build(config, image_shape):
         ) from None
 
 
+def _optimizer(config):
+    """Adam with the run's learning rate (schedule): `recipes.learning_rate`."""
+    return tf.keras.optimizers.Adam(learning_rate(
+        config.model, config.learning_rate, config.learning_rate_decay, config.total_steps))
+
+
+def _initialize(model, config, data):
+    """The data-dependent init; then, for `warm_start`, the weights of that model.
+
+    A warm start must be the same model (class and configuration): another one raises
+    ConfigError naming the difference. Its weights replace every weight of `model`
+    (the optimizer starts afresh); a resumed run then restores its own training state.
+    """
+    keras_bdgm.initialize(model, data.init_batch())
+    if config.warm_start is None:
+        return
+    try:
+        source = load_model(config.warm_start)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--warm_start={config.warm_start} is not a model Keras can load: {err}") from None
+    wanted, found = _architecture(model), _architecture(source)
+    if wanted != found:
+        differ = "; ".join(f"{k}={found.get(k)!r} there, {wanted.get(k)!r} here"
+                           for k in sorted(set(wanted) | set(found)) if wanted.get(k) != found.get(k))
+        raise ConfigError(
+            f"--warm_start={config.warm_start} holds another model ({differ}); warm-start from a "
+            "model of the same --model, --precision, --preset and --overrides."
+        )
+    model.set_weights(source.get_weights())
+
+
+def _architecture(model):
+    """What must match for one model's weights to start another: class and configuration."""
+    config = json.loads(json.dumps(model.get_config()))  # tuples as lists, as a loaded model has them
+    return {"class": type(model).__name__,
+            **{k: v for k, v in config.items() if k not in ("name", "trainable", "dtype")}}
+
+
 def _fit(model, config, run, data, done, callbacks, chief=True):
     """Trains from epoch `done` to `config.epochs`, recording every epoch in `run`.
 
@@ -144,8 +182,8 @@ def train(config: TrainConfig, callbacks=()):
     tf.keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = _build(config, data.image_shape)
-        keras_bdgm.initialize(model, data.init_batch())
-        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate(config.model, config.learning_rate)))
+        _initialize(model, config, data)
+        model.compile(optimizer=_optimizer(config))
     done = 0 if config.overwrite else run.completed_epochs()
     previous = None if config.overwrite else run.stored_config()
     phase = run.start(config.settings(), config.overwrite, completed_epochs=done)
@@ -177,8 +215,8 @@ def train(config: TrainConfig, callbacks=()):
 def _restored_locally(config, data, run):
     """The trained model, built outside any strategy and loaded from the training state."""
     model = _build(config, data.image_shape)
-    keras_bdgm.initialize(model, data.init_batch())
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate(config.model, config.learning_rate)))
+    _initialize(model, config, data)
+    model.compile(optimizer=_optimizer(config))
     run.restore_training_state(model)
     return model
 

@@ -22,6 +22,8 @@ presets).
 
 import dataclasses
 
+import tensorflow as tf
+
 import keras_bdgm.models
 from keras_bdgm.runs.errors import ConfigError
 from keras_bdgm.runs.schedules import ExponentialDecayWithFloor
@@ -51,6 +53,8 @@ class Recipe:
         return getattr(keras_bdgm.models, self.model_class)
 
 
+LEARNING_RATE_DECAYS = ("cosine",)  # besides the recipe's own schedule (None)
+
 RECIPES = {
     "flowpp": Recipe("FlowPlusPlus", learning_rate=1e-3, decay=None, init_batches=25),
     "resnet_vae": Recipe("ResNetVAE", learning_rate=2e-3, decay=(0.999995, 5e-4), init_batches=2),
@@ -75,14 +79,32 @@ def build_model(model, image_shape, precision="w32a32", preset="small", **overri
     return recipe(model).model_type(image_shape, precision=precision, preset=preset, **overrides)
 
 
-def learning_rate(model, value=None):
-    """The recipe's learning rate (schedule) of `model`, or the constant `value` if given."""
+def learning_rate(model, value=None, decay=None, total_steps=None):
+    """The learning rate (schedule) of a run of `model`.
+
+    Args:
+      model: a name in `RECIPES`.
+      value: the initial learning rate; None: the recipe's.
+      decay: None: the recipe's schedule (constant if `value` is given); "cosine": from the
+        initial rate to 0 over `total_steps`, lr(t) = lr0 (1 + cos(pi t / T)) / 2
+        (`tf.keras.optimizers.schedules.CosineDecay`), as for fine-tuning a trained model.
+      total_steps: T, the run's training steps (for "cosine").
+
+    Raises:
+      ValueError: a learning rate <= 0, an unknown decay, or "cosine" without total_steps >= 1.
+    """
     spec = recipe(model)
+    if value is not None and not value > 0:
+        raise ValueError(f"learning_rate must be > 0, got {value!r}.")
+    if decay is not None:
+        check_choice("learning_rate_decay", decay, LEARNING_RATE_DECAYS)
+        if not total_steps or total_steps < 1:
+            raise ValueError(f"A cosine learning rate decay needs the run's steps >= 1, got {total_steps!r}.")
+        initial = spec.learning_rate if value is None else float(value)
+        return tf.keras.optimizers.schedules.CosineDecay(initial, decay_steps=int(total_steps), alpha=0.0)
     if value is not None:
-        if not value > 0:
-            raise ValueError(f"learning_rate must be > 0, got {value!r}.")
         return float(value)
     if spec.decay is None:
         return spec.learning_rate
-    decay, floor = spec.decay
-    return ExponentialDecayWithFloor(spec.learning_rate, decay, floor)
+    factor, floor = spec.decay
+    return ExponentialDecayWithFloor(spec.learning_rate, factor, floor)

@@ -52,7 +52,7 @@ RUN_ENTRIES = (CONFIG_FILE, STATE_FILE, REPORT_FILE, BACKUP_DIR, CHECKPOINT_DIR,
                SAMPLES_FILE, KERAS_FILE, PACKED_FILE, VALIDATION_FILE)
 # Settings a restart must repeat; every other one (paths, verbosity) may change.
 FIXED = ("model", "precision", "preset", "overrides", "dataset", "train_split", "batch_size",
-         "learning_rate", "seed", "steps_per_epoch", "strategy", "eval_split", "eval_examples",
+         "learning_rate", "learning_rate_decay", "warm_start", "seed", "steps_per_epoch", "strategy", "eval_split", "eval_examples",
          "eval_batch_size", "init_examples", "num_samples_grid", "validation_split", "validation_examples",
          "validation_every")
 
@@ -167,6 +167,12 @@ class Run:
             raise ConfigError(
                 f"{self.path} holds a run of {stored['epochs']} epochs; --epochs={config['epochs']} "
                 f"would shorten it. Pass --epochs={stored['epochs']} or more, --overwrite, or another --model_dir."
+            )
+        if config.get("learning_rate_decay") == "cosine" and config["epochs"] > stored["epochs"]:
+            raise ConfigError(
+                f"{self.path} holds a run whose cosine learning rate decays to 0 over its "
+                f"{stored['epochs']} epochs; rerun it with --epochs={stored['epochs']}, or train on "
+                "from its model in another --model_dir with --warm_start."
             )
         state = self.stored_state() or {}
         if config["epochs"] > stored["epochs"] and state.get("phase") == "reporting":

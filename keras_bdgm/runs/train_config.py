@@ -11,6 +11,7 @@ Example:
 
 import dataclasses
 import json
+import os
 import sys
 
 from keras_bdgm import datasets
@@ -19,7 +20,7 @@ from keras_bdgm.runs.errors import ConfigError
 from keras_bdgm.models.evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVAL_BATCH_SIZE
 from keras_bdgm.precision import parse as parse_precision
 from keras_bdgm.models.presets import resolve as resolve_preset
-from keras_bdgm.runs.recipes import RECIPES, check_choice, learning_rate, recipe
+from keras_bdgm.runs.recipes import LEARNING_RATE_DECAYS, RECIPES, check_choice, learning_rate, recipe
 from keras_bdgm.runs.strategies import STRATEGIES
 
 
@@ -35,6 +36,8 @@ class TrainConfig:
     steps_per_epoch: int = 100
     batch_size: int = 64
     learning_rate: float | None = None
+    learning_rate_decay: str | None = None  # None: the recipe's schedule; "cosine": to 0 over the run
+    warm_start: str | None = None  # a finished run's folder or a .keras file: its weights start the model
     model_dir: str = "runs/default"
     seed: int = 0
     strategy: str = "default"
@@ -75,16 +78,28 @@ class TrainConfig:
                 "--overrides must be a JSON object of preset hyperparameters, e.g. "
                 f"'{{\"width\": 48}}', got {json.dumps(self.overrides)}."
             )
+        if self.learning_rate_decay is not None:
+            check_choice("learning_rate_decay", self.learning_rate_decay, LEARNING_RATE_DECAYS)
+        if self.warm_start is not None and not os.path.exists(self.warm_start):
+            raise ConfigError(
+                f"--warm_start={self.warm_start} does not exist; pass a finished run's --model_dir "
+                "or a .keras file of the same model."
+            )
         if self.validation_every and not self.validation_split:
             raise ConfigError("validation_every > 0 needs a validation_split, e.g. --validation_split='train[90%:]'.")
         model_class = recipe(self.model).model_type
         try:
             resolve_preset(sys.modules[model_class.__module__].PRESETS, self.preset, self.overrides,
                            model=model_class.__name__)
-            learning_rate(self.model, self.learning_rate)
+            learning_rate(self.model, self.learning_rate, self.learning_rate_decay, self.total_steps)
         except ValueError as err:
             raise ConfigError(str(err)) from None
         run_dir.check_model_dir(self.model_dir)
+
+    @property
+    def total_steps(self):
+        """The run's training steps, epochs x steps_per_epoch (a cosine decay's length)."""
+        return self.epochs * self.steps_per_epoch
 
     @property
     def eval_batch(self):
