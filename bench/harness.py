@@ -78,6 +78,7 @@ SPEC_DEFAULTS = {
     "sample_repeats": 1,          # timed sample calls
     "eval_batches": 4,            # batches of `batch` images evaluated (0: not timed)
     "seed": 0,
+    "start_up": None,             # "first step" or "first sample": measure_start_up instead
 }
 
 
@@ -333,6 +334,49 @@ def measure(spec, log=None):
     return result
 
 
+def run_optimizer(model_name):
+    """The optimizer `train` gives `model_name` in the keras_bdgm in use (`recipes.optimizer`
+    since it exists; before that, Keras' Adam with the recipe's learning rate)."""
+    tf = tensorflow()
+    try:
+        return version_function(("runs.recipes",), "optimizer")(model_name)
+    except (ImportError, AttributeError):
+        rate = version_function(("runs.recipes", "recipes", "experiment"), "learning_rate")(model_name)
+        return tf.keras.optimizers.Adam(rate)
+
+
+def measure_start_up(spec, spawned_at):
+    """Seconds from `spawned_at` (the parent's clock when it started this process) until a
+    fresh model's first train step has finished (spec "start_up": "first step": imports,
+    build, data-dependent init, compile as `train` does, one step) or its first
+    `sample(spec["sample"])` call has returned ("first sample": imports, build, init, one
+    call). Returns the total and its parts."""
+    import_done = time.time()
+    tf = tensorflow()
+    spec = {**SPEC_DEFAULTS, **spec}
+    shape, batch = tuple(spec["image_shape"]), int(spec["batch"])
+    images = random_images(batch, shape, spec["seed"])
+    start = time.time()
+    model = build(spec["model"], shape, spec["precision"], spec["preset"], spec["overrides"], spec["seed"])
+    initialize(model, images)
+    built = time.time()
+    if spec["start_up"] == "first sample":
+        n = spec["sample"][0] if isinstance(spec["sample"], (list, tuple)) else spec["sample"]
+        import numpy as np
+
+        np.asarray(model.sample(int(n), seed=spec["seed"]))
+        key = "first sample"
+    else:
+        model.compile(run_optimizer(spec["model"]))
+        train = model.make_train_function()
+        _read(train(iter(tf.data.Dataset.from_tensors(images).repeat())))
+        key = "first step"
+    end = time.time()
+    return {f"{key} s": end - spawned_at, f"{key}: imports s": import_done - spawned_at,
+            f"{key}: build and init s": built - start, f"{key}: call s": end - built,
+            f"{key}: jit_compile": bool(getattr(model, "jit_compile", False))}
+
+
 # ---------------------------------------------------------------- other trees
 
 
@@ -352,9 +396,12 @@ def export_commit(commit, dest=None, repo=REPO):
     return dest, full
 
 
-def measure_in_tree(spec, tree=None, timeout=None):
+def measure_in_tree(spec, tree=None, timeout=None, extra_env=None):
     """`measure(spec)` in a new Python process that imports keras_bdgm from `tree` (a folder
-    holding keras_bdgm/; default: this repository). Its progress goes to stderr.
+    holding keras_bdgm/; default: this repository), with `extra_env` added to its
+    environment (e.g. KERAS_BDGM_XLA_CACHE). Its progress goes to stderr. With
+    spec["start_up"], `measure_start_up` instead, timed from this process's clock just
+    before the child starts.
 
     Returns:
       `measure`'s dict, or {"error": ...} if the process failed.
@@ -363,10 +410,11 @@ def measure_in_tree(spec, tree=None, timeout=None):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([tree, *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(extra_env or {})
     with tempfile.TemporaryDirectory() as tmp:
         result_file = os.path.join(tmp, "result.json")
         command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--spec", json.dumps(spec),
-                   "--result", result_file, "--tree", tree]
+                   "--result", result_file, "--tree", tree, "--spawned_at", repr(time.time())]
         try:
             process = subprocess.run(command, env=env, stdout=sys.stderr, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
@@ -385,7 +433,7 @@ def median_of(results):
         values = [r.get(key) for r in results]
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         merged[key] = statistics.median(numbers) if len(numbers) == len(values) else next(
-            (v for v in values if not isinstance(v, (int, float))), None)
+            (v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))), None)
     return merged
 
 
@@ -479,13 +527,15 @@ def main():
     parser.add_argument("--spec", required=True, help="the configuration, as JSON (SPEC_DEFAULTS' keys)")
     parser.add_argument("--result", required=True, help="file to write measure's dict to, as JSON")
     parser.add_argument("--tree", default=None, help="the folder keras_bdgm must come from (checked)")
+    parser.add_argument("--spawned_at", type=float, default=None, help="the parent's time.time() at the start")
     args = parser.parse_args()
     import keras_bdgm
 
     where = pathlib.Path(keras_bdgm.__file__).resolve().parent
     if args.tree and where.parent != pathlib.Path(args.tree).resolve():
         raise SystemExit(f"harness: keras_bdgm came from {where}, not from {args.tree}")
-    result = measure(json.loads(args.spec))
+    spec = json.loads(args.spec)
+    result = measure_start_up(spec, args.spawned_at) if spec.get("start_up") else measure(spec)
     with open(args.result, "w") as f:
         json.dump(result, f, default=_plain)
 

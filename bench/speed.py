@@ -1,22 +1,34 @@
-"""Speed before/after from one run: train img/s (eager, compiled, XLA, default), sample img/s and eval
-img/s of each configuration, for a baseline version of keras_bdgm (commit f97c368, the
-baseline of the speed issue) and for this working tree, measured alternately by the same code
+"""Speed before/after from one run: time to first step and first sample, train img/s (eager,
+compiled, XLA, default), sample img/s and eval img/s of each configuration, for a baseline
+version of keras_bdgm (default commit b690ea0, the baseline of the start-up issue; f97c368
+was the speed issue's) and for this working tree, measured alternately by the same code
 (bench/harness.py), each measurement in a fresh process.
+
+    python bench/speed.py --start_up=only --precisions=w1a1  # time to first step / sample only
 
     python bench/speed.py                                   # every configuration and precision
     python bench/speed.py --configs=issue --precisions=w1a1
-    python bench/speed.py --baseline_tree=/tmp/f97c368      # a tree exported already
+    python bench/speed.py --baseline_tree=/tmp/b690ea0      # a tree exported already
     python bench/speed.py --no_baseline                     # this tree only
     python bench/speed.py --configs=small --models=flowpp --precisions=w1a1 \\
         --steps=1 --eager_steps=1 --sample=2 --sample_repeats=1 --eval_batches=1 --out=/tmp/speed_smoke   # smoke run
 
 Configurations (`CONFIGS`), random uint8 images (speed does not depend on the content):
-  issue  32x32x3, batch 16. Flow++: the "small" preset with width 32, 2 blocks, 4 mixture
+  issue  32x32x3, batch 16 (issue_dropout: Flow++ the same with dropout 0.2, at w32a32 the
+         paper's rate). Flow++: the "small" preset with width 32, 2 blocks, 4 mixture
          components, couplings (4, 2, 3), dequantizer width 32 with 1 block, context network
          width 32 with 3 blocks. ResNet VAE: the "small" preset with width 64 (4 latent
          layers, 1 processing block).
-  small  the "small" presets at 28x28x1, batch 64.
+  small  the "small" presets at 28x28x1, batch 64 (small_dropout: Flow++ with dropout 0.2).
   paper  the "paper" presets at 32x32x3, batch 64 (what bench/gpu.sh runs; slow on CPUs).
+
+Time to first step (`--start_up`, default on): seconds from starting a fresh Python until
+a fresh model's first train step has finished (imports, build, data-dependent init,
+`compile` as `train` does it, with the optimizer `train` uses, one step), first with an
+empty persistent XLA cache (`KERAS_BDGM_XLA_CACHE`, a new temporary folder) and then again
+with the cache that run filled; and until the first `sample(n)` call (n = the first
+--sample size) has returned. Each row says how the seconds split: imports, build + init,
+the call itself.
 
 For each configuration and precision, per tree and repeat (in alternating order: before,
 after, then after, before, ...), one child process builds the model and times
@@ -38,6 +50,7 @@ goes to stdout and, with every number, to <--out>.json; progress goes to stderr.
 
 import argparse
 import os
+import tempfile
 import platform
 import shutil
 import subprocess
@@ -45,7 +58,7 @@ import sys
 
 import harness
 
-BASELINE = "f97c368"
+BASELINE = "b690ea0"  # the start-up and train-step issue's baseline (f97c368: the speed issue's)
 ISSUE_FLOWPP = {"width": 32, "num_blocks": 2, "num_components": 4, "couplings": [4, 2, 3],
                 "dequant_width": 32, "dequant_blocks": 1, "context_width": 32, "context_blocks": 3}
 # config -> [(model, image shape, preset, batch, preset overrides)]
@@ -53,6 +66,8 @@ CONFIGS = {
     "issue": [("flowpp", (32, 32, 3), "small", 16, ISSUE_FLOWPP),
               ("resnet_vae", (32, 32, 3), "small", 16, {"width": 64, "latent_layers": 4, "processing_blocks": 1})],
     "small": [("flowpp", (28, 28, 1), "small", 64, {}), ("resnet_vae", (28, 28, 1), "small", 64, {})],
+    "issue_dropout": [("flowpp", (32, 32, 3), "small", 16, {**ISSUE_FLOWPP, "dropout": 0.2})],
+    "small_dropout": [("flowpp", (28, 28, 1), "small", 64, {"dropout": 0.2})],
     "paper": [("flowpp", (32, 32, 3), "paper", 64, {}), ("resnet_vae", (32, 32, 3), "paper", 64, {})],
 }
 PRECISIONS = ("w32a32", "w1a32", "w1a1")
@@ -75,6 +90,9 @@ def _metrics(results, modes):
     keys += sorted({k for r in results for k in r if k.startswith("sample img/s n=")},
                    key=lambda k: int(k.split("=")[1]))
     keys.append("eval img/s")
+    for key in START_UP_KEYS:
+        keys += [key, f"{key}: imports, build+init, call"]
+    keys.append("first step: compiled with XLA")
     keys += [k for r in results for k in r if k.startswith("peak GPU MiB") and k not in keys]
     keys.append("trainable parameters")  # the versions' models may differ (see the module docstring)
     return [k for k in dict.fromkeys(keys) if any(k in r for r in results)]
@@ -100,6 +118,29 @@ def measure_parts(spec, tree, timeout, process_per_mode=True):
             merged.setdefault("error", result["error"])
         merged.update({k: v for k, v in result.items() if k != "error"})
     return merged
+
+
+START_UP_KEYS = ("first step s (cache empty)", "first step s (cache warm)", "first sample s")
+
+
+def measure_start_up(spec, tree, timeout):
+    """Time to first step (a fresh process, a new empty XLA cache, then again with the cache
+    it filled) and to the first sample call (a fresh process): `harness.measure_start_up`."""
+    result = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {"KERAS_BDGM_XLA_CACHE": cache}
+        for key, part in (("first step s (cache empty)", "first step"), ("first step s (cache warm)", "first step"),
+                          ("first sample s", "first sample")):
+            got = harness.measure_in_tree({**spec, "start_up": part}, tree, timeout=timeout, extra_env=env)
+            if "error" in got:
+                result[key] = f"fails: {got['error']}"
+                continue
+            result[key] = got[f"{part} s"]
+            if key != "first step s (cache warm)":
+                result[f"{part}: compiled with XLA"] = got[f"{part}: jit_compile"]
+            result[f"{key}: imports, build+init, call"] = " + ".join(
+                f"{got[f'{part}: {k}']:.1f}" for k in ("imports s", "build and init s", "call s"))
+    return result
 
 
 def _ratio(before, after):
@@ -130,6 +171,8 @@ def main():
     parser.add_argument("--shared_process", action="store_true",
                         help="time every train mode in the process that samples and evaluates (default: "
                              "a fresh process per mode)")
+    parser.add_argument("--start_up", choices=["on", "off", "only"], default="on",
+                        help="time to first step and first sample (fresh processes; 'only': nothing else)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per child process")
     parser.add_argument("--out", default="bench/speed_output", help="output prefix (writes <out>.json)")
     args = parser.parse_args()
@@ -170,7 +213,10 @@ def main():
             for side in (sides if (i + r) % 2 == 0 else sides[::-1]):  # alternate the order
                 print(f"[{i + 1}/{len(setups)}] {config} {model} {precision}: {side} (run {r + 1})",
                       file=sys.stderr, flush=True)
-                result = measure_parts(spec, trees[side], args.timeout, not args.shared_process)
+                result = {} if args.start_up == "only" else measure_parts(
+                    spec, trees[side], args.timeout, not args.shared_process)
+                if args.start_up != "off":
+                    result.update(measure_start_up(spec, trees[side], args.timeout))
                 results[side].append(result)
                 runs.append({"config": config, "side": side, "run": r + 1, "spec": spec, "result": result})
         merged = {side: harness.median_of(results[side]) for side in sides}

@@ -33,6 +33,8 @@ flags.DEFINE_enum("learning_rate_decay", None, ["cosine"],
                   "cosine: decay the learning rate to 0 over the run (default: the model's recipe).")
 flags.DEFINE_string("warm_start", None, "A finished run's model_dir or a .keras file of the same model: "
                     "its weights start this run (e.g. to fine-tune it with --learning_rate_decay=cosine).")
+flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA (default: the model's, tf.function); "
+                  "pays back its compilation only in long runs (keras_bdgm.xla_cache keeps it for the next).")
 flags.DEFINE_string("tpu", None, "TPU name or address, with --strategy=tpu.")
 flags.DEFINE_string("eval_split", None, "Split for the test bits/dim (default: test; for a flat image folder, "
                     "its last 10%, train[90%:], with training on the rest).")
@@ -47,7 +49,7 @@ def main(argv):
         model=FLAGS.model, precision=FLAGS.precision, preset=FLAGS.preset, dataset=FLAGS.dataset,
         epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate, learning_rate_decay=FLAGS.learning_rate_decay,
-        warm_start=FLAGS.warm_start, model_dir=FLAGS.model_dir, seed=FLAGS.seed,
+        warm_start=FLAGS.warm_start, jit_compile=FLAGS.jit_compile, model_dir=FLAGS.model_dir, seed=FLAGS.seed,
         strategy=FLAGS.strategy, tpu=FLAGS.tpu, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
         eval_split=FLAGS.eval_split, eval_examples=FLAGS.eval_examples, eval_batch_size=FLAGS.eval_batch_size,
         overrides=cli.overrides(), overwrite=FLAGS.overwrite, train_split=FLAGS.train_split,

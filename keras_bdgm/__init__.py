@@ -24,6 +24,10 @@ from keras_bdgm._larq_first import select_legacy_keras  # noqa: E402  (imports o
 select_legacy_keras()  # TF_USE_LEGACY_KERAS=1, or ImportError if TensorFlow has Keras 3 already
 
 # pylint: disable=wrong-import-position
+from keras_bdgm import xla_cache  # noqa: E402  (imports no TensorFlow)
+
+xla_cache.configure()  # the persistent XLA cache folder, checked; TensorFlow reads its flags while loading
+
 from keras_bdgm import _tf_import  # noqa: E402
 
 _tf_import.import_tensorflow()  # its start-up lines obey TF_CPP_MIN_LOG_LEVEL
@@ -39,4 +43,5 @@ from keras_bdgm.runs import schedules  # noqa: E402, F401  (registers the learni
 from keras_bdgm import pretrained  # noqa: E402
 from keras_bdgm.init import initialize  # noqa: E402
 
-__all__ = ["blocks", "compression", "init", "initialize", "layers", "memory", "models", "precision", "pretrained"]
+__all__ = ["blocks", "compression", "init", "initialize", "layers", "memory", "models", "precision", "pretrained",
+           "xla_cache"]

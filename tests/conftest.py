@@ -5,7 +5,7 @@ Hermetic data: the tests prepare Fashion-MNIST (and anything else tfds would kee
 `~/tensorflow_datasets`, Keras in `~/.keras`) into a folder this test session owns,
 never into the home directory (which Bazel's sandbox makes read-only). Under `bazel test`
 that is `$TEST_TMPDIR/keras_bdgm`; under plain pytest a new temporary folder, deleted at the
-end. `TFDS_DATA_DIR` and `KERAS_HOME` point into it, so subprocesses (the example scripts)
+end. `TFDS_DATA_DIR`, `KERAS_HOME` and `KERAS_BDGM_XLA_CACHE` point into it, so subprocesses (the example scripts)
 inherit it. `KERAS_BDGM_TEST_DATA_DIR=/some/folder` makes sessions share one tfds data
 folder instead (preparing it once; preparation is atomic and locked, so parallel sessions
 are safe), e.g. to save the half minute Fashion-MNIST takes to prepare.
@@ -31,6 +31,7 @@ SESSION_DIR, _DELETE_SESSION_DIR = _session_dir()
 os.environ["TFDS_DATA_DIR"] = os.environ.get(SHARED_DATA_DIR_ENV) or os.path.join(SESSION_DIR, "tensorflow_datasets")
 os.environ["KERAS_HOME"] = os.path.join(SESSION_DIR, "keras")  # tf_keras writes keras.json at import
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["KERAS_BDGM_XLA_CACHE"] = os.path.join(SESSION_DIR, "xla_cache")  # never ~/.cache
 
 import keras_bdgm  # noqa: E402,F401  (selects Keras 2 before TensorFlow is imported)
 import numpy as np  # noqa: E402

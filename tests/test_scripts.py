@@ -292,6 +292,54 @@ def test_vae_learning_rate_schedule_decays_to_its_floor():
     assert experiment.learning_rate("flowpp", 3e-4) == 3e-4
 
 
+def test_cosine_decay_follows_its_formula_and_runs_use_the_fused_adam():
+    schedule = experiment.learning_rate("pixelcnn", 1e-3, "cosine", total_steps=100)
+    for step in (0, 1, 25, 50, 99, 100, 150):
+        expected = 1e-3 * 0.5 * (1 + np.cos(np.pi * min(step, 100) / 100))
+        np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-5, atol=1e-10)  # float32
+    np.testing.assert_allclose(float(experiment.learning_rate("flowpp", None, "cosine", 10)(5)), 0.5e-3, rtol=1e-6)
+    adam = experiment.optimizer("resnet_vae")
+    assert isinstance(adam, tf.keras.optimizers.legacy.Adam)
+    np.testing.assert_allclose(float(adam.learning_rate(1000)), 2e-3 * 0.999995 ** 1000, rtol=1e-5)
+    with pytest.raises(ValueError, match="learning_rate_decay"):
+        experiment.learning_rate("flowpp", None, "linear", 10)
+    with pytest.raises(ValueError, match="steps >= 1"):
+        experiment.learning_rate("flowpp", None, "cosine", 0)
+
+
+class _WeightsAtStart(tf.keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = [w.numpy() for w in self.model.weights]
+
+
+def test_warm_start_begins_from_the_trained_models_weights(png_folder, tmp_path):
+    source = tmp_path / "source"
+    experiment.train(_tiny_config(png_folder, source, model="pixelcnn", epochs=1))
+    trained = experiment.load_model(str(source))
+    seen = _WeightsAtStart()
+    config = _tiny_config(png_folder, tmp_path / "tuned", model="pixelcnn", epochs=1, learning_rate=1e-3,
+                          learning_rate_decay="cosine", warm_start=str(source))
+    report = experiment.train(config, callbacks=[seen])
+    assert len(seen.weights) == len(trained.weights)
+    for got, want in zip(seen.weights, trained.weights):
+        np.testing.assert_array_equal(got, want.numpy())
+    stored = json.loads((tmp_path / "tuned" / "run.json").read_text())
+    assert stored["warm_start"] == str(source) and stored["learning_rate_decay"] == "cosine"
+    assert np.isfinite(report["test_bits_per_dim"])
+    # A cosine run cannot be stretched (its schedule ends at the steps it started with) ...
+    run_dir.Run(str(tmp_path / "stretch")).start(_tiny_config(
+        png_folder, tmp_path / "stretch", model="pixelcnn", learning_rate_decay="cosine").resolved().settings())
+    with pytest.raises(errors.ConfigError, match="cosine learning rate"):
+        experiment.train(_tiny_config(png_folder, tmp_path / "stretch", model="pixelcnn",
+                                      learning_rate_decay="cosine", epochs=5))
+    # ... and a warm start must be the same model.
+    with pytest.raises(errors.ConfigError, match=r"holds another model \(.*precision='w1a1' there, 'w32a32' here"):
+        experiment.train(_tiny_config(png_folder, tmp_path / "other", model="pixelcnn", precision="w32a32",
+                                      warm_start=str(source)))
+    with pytest.raises(errors.ConfigError, match="does not exist"):
+        experiment.train(_tiny_config(png_folder, tmp_path / "x", model="pixelcnn", warm_start=str(tmp_path / "no")))
+
+
 def _tiny_config(dataset, model_dir, model="resnet_vae", **fields):
     settings = dict(model=model, precision="w1a1", dataset=dataset, epochs=2, steps_per_epoch=2, batch_size=8,
                     eval_examples=8, model_dir=str(model_dir), overrides=TINY[model], verbose=0,

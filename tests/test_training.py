@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from keras_bdgm.images import check_images
+import tiny
 from tiny import LinearLoss
 from keras_bdgm.models.base import (
     GenerativeModel, ImportanceChunk, importance_bound, importance_chunks, stateless_seed,
@@ -239,3 +240,27 @@ def test_log_prob_seeds_and_checks():
 def test_importance_chunk_fields():
     chunk = ImportanceChunk(index=1, count=3, start=4, size=4)
     assert chunk._asdict() == {"index": 1, "count": 3, "start": 4, "size": 4}
+
+
+@pytest.mark.parametrize("optimizer", [tf.keras.optimizers.Adam, tf.keras.optimizers.legacy.Adam])
+def test_the_first_train_step_traces_the_model_once(optimizer):
+    # A tf.function that creates variables on its first call is traced twice; the model
+    # creates its optimizer's slots before Keras traces the step, so the forward pass (and
+    # its gradient) is traced once. The slots then hold what the step wrote.
+    model = tiny.tiny_model("pixelcnn", "w1a1", images=tiny.tiny_images(4), seed=0)
+    traces = []
+    compute_losses = model.compute_losses
+
+    def counted(x, training=False):
+        traces.append(training)
+        return compute_losses(x, training=training)
+
+    model.compute_losses = counted
+    model.compile(optimizer(1e-3))
+    model.fit(tf.data.Dataset.from_tensors(tiny.tiny_images(4)).repeat(3), epochs=1, verbose=0)
+    assert traces == [True]
+    assert int(model.optimizer.iterations.numpy()) == 3
+    slots = [v for v in model.optimizer.variables() if "iter" not in v.name] if callable(
+        model.optimizer.variables) else [v for v in model.optimizer.variables if "iteration" not in v.name]
+    assert len(slots) == 2 * len(model.trainable_variables)
+    assert any(np.any(v.numpy() != 0) for v in slots)

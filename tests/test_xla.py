@@ -1,10 +1,16 @@
 """XLA for the train step: `compile`'s default (`default_jit_compile`; an explicit jit_compile
-wins) and the XLA train step against the tf.function one.
+wins), the XLA train step against the tf.function one, and the XLA step through the
+persistent cache (`keras_bdgm.xla_cache`) in fresh processes.
 
-Flow++ compiles with XLA by default: its noise comes from `keras_bdgm.models.noise` (the same with
-and without XLA; tests/test_noise.py), so its XLA step gives the tf.function step's losses and
-weights up to float rounding. The ResNet VAE does not (XLA is no faster for it on CPUs).
+Flow++'s noise comes from `keras_bdgm.models.noise` (the same with and without XLA;
+tests/test_noise.py), so its XLA step gives the tf.function step's losses and weights up to
+float rounding. No model compiles with XLA by default (its compilation costs start-up).
 """
+
+import os
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -36,13 +42,15 @@ def test_compile_uses_the_class_default_unless_told(monkeypatch, default):
     assert model.jit_compile is False and model.run_eagerly
 
 
-def test_flowpp_compiles_with_xla_by_default_the_vae_without():
-    assert FlowPlusPlus.default_jit_compile is True and ResNetVAE.default_jit_compile is False
+def test_models_compile_without_xla_by_default_and_with_it_when_told():
+    # XLA's compilation costs about a minute of start-up on 2 cores (BENCHMARKS.md): no
+    # model compiles with it unless told.
+    assert FlowPlusPlus.default_jit_compile is False and ResNetVAE.default_jit_compile is False
     model = _tiny_flow()
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
-    assert model.jit_compile is True
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), jit_compile=False)  # the user's False wins
     assert model.jit_compile is False
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), jit_compile=True)  # the user's True wins
+    assert model.jit_compile is True
 
 
 @pytest.mark.parametrize("given", [None, False])
@@ -111,3 +119,55 @@ def test_flowpp_xla_train_step_matches_tf_function(precision):
     # weights.
     expected = _train_tiny_flow(precision, jit=False)
     _assert_same_training(_train_tiny_flow(precision, jit=True), expected)
+
+
+_CHILD = """
+import pickle, sys
+sys.path.insert(0, {tests!r})
+import keras_bdgm
+import test_xla
+assert keras_bdgm.xla_cache.directory() is not None, keras_bdgm.xla_cache.note()
+result = test_xla._train_tiny_flow({precision!r}, jit=True)
+pickle.dump(result, open({out!r}, "wb"))
+"""
+
+
+def _train_tiny_flow_in_a_fresh_process(tmp_path, cache, precision, run):
+    out = str(tmp_path / f"run{run}.pkl")
+    code = _CHILD.format(tests=os.path.dirname(__file__), precision=precision, out=out)
+    env = {**os.environ, "KERAS_BDGM_XLA_CACHE": str(cache)}
+    env.pop("TF_XLA_FLAGS", None)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    with open(out, "rb") as f:
+        return pickle.load(f)
+
+
+def _cache_entries(cache):
+    return {p.name: p.stat().st_mtime_ns for p in cache.rglob("*.pb")}
+
+
+def test_the_cached_xla_step_gives_the_tf_function_steps_numbers_and_survives_bad_entries(tmp_path):
+    # Fresh processes sharing one cache folder: the first compiles and stores the step, the
+    # second loads it (no entry written or changed), a third finds the entry corrupted
+    # and a fourth finds a foreign (unsigned) one there: both compile again instead of
+    # failing. Every one gives the tf.function step's losses and weights.
+    cache = tmp_path / "xla_cache"
+    expected = _train_tiny_flow("w1a1", jit=False)
+    _assert_same_training(_train_tiny_flow_in_a_fresh_process(tmp_path, cache, "w1a1", 1), expected)
+    entries = _cache_entries(cache)
+    assert entries and all(cache.rglob("*.pb.sha256"))
+    _assert_same_training(_train_tiny_flow_in_a_fresh_process(tmp_path, cache, "w1a1", 2), expected)
+    assert _cache_entries(cache) == entries  # loaded, not compiled again
+
+    entry = sorted(cache.rglob("*.pb"))[0]
+    with open(entry, "r+b") as f:  # truncated: TensorFlow alone fails the step on this
+        f.truncate(entry.stat().st_size // 2)
+    _assert_same_training(_train_tiny_flow_in_a_fresh_process(tmp_path, cache, "w1a1", 3), expected)
+    assert entry.stat().st_size > 0 and _cache_entries(cache).keys() == entries.keys()
+
+    data = entry.read_bytes()  # a foreign entry: another writer's bytes, unsigned
+    entry.write_bytes(data[: len(data) // 3] + b"\0" * 100)
+    os.remove(str(entry) + ".sha256")
+    _assert_same_training(_train_tiny_flow_in_a_fresh_process(tmp_path, cache, "w1a1", 4), expected)
+    assert entry.read_bytes() != data[: len(data) // 3] + b"\0" * 100  # compiled again
+    assert os.path.exists(str(entry) + ".sha256") and keras_bdgm.xla_cache.prune(str(entry.parent)) == []

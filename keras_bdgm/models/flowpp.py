@@ -176,10 +176,13 @@ class FlowPlusPlus(GenerativeModel):
       ValueError: unknown preset or override, bad precision or image shape.
     """
 
-    # jit_compile when `compile` is not given one (GenerativeModel.compile): XLA by default,
-    # about 1.4x the tf.function train step on CPUs (BENCHMARKS.md), with the same numbers up
-    # to float rounding: the noise comes from `keras_bdgm.models.noise`, the same with or without XLA.
-    default_jit_compile = True
+    # jit_compile when `compile` is not given one (GenerativeModel.compile): tf.function. XLA
+    # (`compile(..., jit_compile=True)`, `train.py --jit_compile`) gives the same numbers up to
+    # float rounding (the noise comes from `keras_bdgm.models.noise`, the same with or without
+    # XLA) and 0.97-1.2x the tf.function step on 2 CPU cores, but compiling it adds about a
+    # minute to the first step (less with `keras_bdgm.xla_cache` warm): worth it only for long
+    # runs (BENCHMARKS.md, "Start-up").
+    default_jit_compile = False
 
     def __init__(self, image_shape, precision="w32a32", preset="small", clip_norm=1.0,
                  skip_threshold=100.0, **overrides):

@@ -21,7 +21,7 @@ def _is_legacy(optimizer):
     return isinstance(optimizer, tf.keras.optimizers.legacy.Optimizer)
 
 
-def _build_optimizer(optimizer, variables):
+def build_optimizer(optimizer, variables):
     """Creates optimizer state outside the conditional update (cond cannot create it)."""
     with tf.init_scope():
         if _is_legacy(optimizer):
@@ -52,7 +52,7 @@ def apply_gradients_or_skip(optimizer, grads, variables, clip_norm, skip_thresho
     norm = tf.linalg.global_norm(grads)
     ok = tf.math.is_finite(norm) & (norm <= skip_threshold)
     clipped, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
-    _build_optimizer(optimizer, variables)
+    build_optimizer(optimizer, variables)
 
     def skip():
         optimizer.iterations.assign_add(1, read_value=False)

@@ -39,7 +39,7 @@ from keras_bdgm.runs.callbacks import run_callbacks
 from keras_bdgm.runs.errors import ConfigError, DivergedError
 from keras_bdgm.models.evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVAL_BATCH_SIZE  # noqa: F401
 from keras_bdgm.models.evaluation import evaluate_bits_per_dim
-from keras_bdgm.runs.recipes import RECIPES, build_model, learning_rate, recipe  # noqa: F401
+from keras_bdgm.runs.recipes import RECIPES, build_model, learning_rate, optimizer, recipe  # noqa: F401
 from keras_bdgm.runs.run_data import RunData
 from keras_bdgm.runs.run_dir import REPORT_FILE, load_model  # noqa: F401
 from keras_bdgm.runs.strategies import STRATEGIES, get_strategy  # noqa: F401
@@ -69,9 +69,8 @@ def _build(config, image_shape):
 
 
 def _optimizer(config):
-    """Adam with the run's learning rate (schedule): `recipes.learning_rate`."""
-    return tf.keras.optimizers.Adam(learning_rate(
-        config.model, config.learning_rate, config.learning_rate_decay, config.total_steps))
+    """Adam with the run's learning rate (schedule): `recipes.optimizer`."""
+    return optimizer(config.model, config.learning_rate, config.learning_rate_decay, config.total_steps)
 
 
 def _initialize(model, config, data):
@@ -183,7 +182,7 @@ def train(config: TrainConfig, callbacks=()):
     with strategy.scope():
         model = _build(config, data.image_shape)
         _initialize(model, config, data)
-        model.compile(optimizer=_optimizer(config))
+        model.compile(optimizer=_optimizer(config), jit_compile=config.jit_compile)
     done = 0 if config.overwrite else run.completed_epochs()
     previous = None if config.overwrite else run.stored_config()
     phase = run.start(config.settings(), config.overwrite, completed_epochs=done)
@@ -216,7 +215,7 @@ def _restored_locally(config, data, run):
     """The trained model, built outside any strategy and loaded from the training state."""
     model = _build(config, data.image_shape)
     _initialize(model, config, data)
-    model.compile(optimizer=_optimizer(config))
+    model.compile(optimizer=_optimizer(config), jit_compile=config.jit_compile)
     run.restore_training_state(model)
     return model
 

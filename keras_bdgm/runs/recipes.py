@@ -2,7 +2,7 @@
 
     recipe = RECIPES["resnet_vae"]      # Recipe(model_class="ResNetVAE", learning_rate=0.002, ...)
     model = build_model("resnet_vae", (28, 28, 1), precision="w1a1", preset="small", width=32)
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate("resnet_vae")))
+    model.compile(optimizer=optimizer("resnet_vae"))   # Adam with the recipe's learning rate
 
 The recipes of the flow and the VAE are those of the paper's public code (the VAE's from
 its train_rvae.py, the flow's from train_flow.py; see docs/ARCHITECTURE.md); the PixelCNN's
@@ -14,7 +14,14 @@ is this project's (measured on Fashion-MNIST, bench/probe_models.py):
 | resnet_vae | 2e-3, x0.999995 per step, floor 5e-4              | 128   | 2            |
 | pixelcnn   | 2e-3, constant                                    | 64    | 4            |
 
-Both clip the global gradient norm to 1.0 and skip an update whose norm is above a bound
+Every run trains with Adam (beta 0.9, 0.999, epsilon 1e-7) as Keras' legacy optimizer
+(`optimizer`): it updates each variable with one fused op (`ResourceApplyAdam`), where the
+current Keras Adam builds about a dozen ops per variable. The update is the same; the
+train step's graph is smaller, so its first call traces in less time (bench/speed.py, "first
+step"). Fine-tuning: a run may start from a trained model (`TrainConfig.warm_start`) and
+decay the learning rate to 0 over its steps (`learning_rate_decay="cosine"`).
+
+The models clip the global gradient norm to 1.0 and skip an update whose norm is above a bound
 (100 for the flow, 1e5 for the VAE); those two belong to the models' train step and are
 their constructors' defaults (`FlowPlusPlus(clip_norm=..., skip_threshold=...)`, the VAE's
 presets).
@@ -77,6 +84,16 @@ def recipe(model):
 def build_model(model, image_shape, precision="w32a32", preset="small", **overrides):
     """Builds `model` (a name in `RECIPES`) for images of `image_shape`."""
     return recipe(model).model_type(image_shape, precision=precision, preset=preset, **overrides)
+
+
+def optimizer(model, value=None, decay=None, total_steps=None):
+    """Adam with the learning rate (schedule) of `learning_rate(...)`, as every run uses it:
+    `tf.keras.optimizers.legacy.Adam`, one fused update op per variable (module docstring).
+
+    Example:
+        model.compile(optimizer=optimizer("pixelcnn"))
+    """
+    return tf.keras.optimizers.legacy.Adam(learning_rate(model, value, decay, total_steps))
 
 
 def learning_rate(model, value=None, decay=None, total_steps=None):
