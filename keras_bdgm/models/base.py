@@ -274,8 +274,8 @@ class GenerativeModel(tf.keras.Model):
         """Compiles from a saved compile config, as `tf.keras.Model.compile_from_config` does
         (which skips any model whose `compile` is overridden, as here)."""
         self.compile(**tf.keras.saving.deserialize_keras_object(config))
-        if isinstance(getattr(self, "optimizer", None), tf.keras.optimizers.Optimizer) and self.built:
-            self.optimizer.build(self.trainable_variables)  # its slots, for the saved optimizer state
+        if getattr(self, "optimizer", None) is not None and self.built:
+            build_optimizer(self.optimizer, self.trainable_variables)  # its slots, for the saved optimizer state
 
     def make_train_function(self, force=False):
         """Keras' train function, with the optimizer's state created first.

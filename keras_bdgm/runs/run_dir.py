@@ -40,6 +40,7 @@ import time
 
 import tensorflow as tf
 
+from keras_bdgm.models.updates import build_optimizer
 from keras_bdgm.runs.errors import ConfigError, RunExistsError, RunNotFoundError
 
 PHASES = ("training", "evaluating", "writing", "reporting")
@@ -282,7 +283,7 @@ class Run:
                 f"{self.path} finished training, but its training state ({self.file(BACKUP_DIR)}) "
                 "is gone; pass --overwrite to train again."
             )
-        model.optimizer.build(model.trainable_variables)
+        build_optimizer(model.optimizer, model.trainable_variables)  # its slots, to read into
         tf.train.Checkpoint(model=model).read(latest).expect_partial()
 
 
