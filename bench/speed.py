@@ -144,7 +144,8 @@ def measure_start_up(spec, tree, timeout):
 
 
 def _ratio(before, after):
-    if isinstance(before, (int, float)) and isinstance(after, (int, float)) and before > 0:
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (before, after))
+    if numbers and before > 0:
         return after / before
     return None
 
