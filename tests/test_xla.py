@@ -155,7 +155,8 @@ def test_the_cached_xla_step_gives_the_tf_function_steps_numbers_and_survives_ba
     expected = _train_tiny_flow("w1a1", jit=False)
     _assert_same_training(_train_tiny_flow_in_a_fresh_process(tmp_path, cache, "w1a1", 1), expected)
     entries = _cache_entries(cache)
-    assert entries and all(cache.rglob("*.pb.sha256"))
+    signed = {p.name[: -len(".sha256")] for p in cache.rglob("*.pb.sha256")}
+    assert entries and signed == set(entries)  # every entry this process wrote, signed at exit
     _assert_same_training(_train_tiny_flow_in_a_fresh_process(tmp_path, cache, "w1a1", 2), expected)
     assert _cache_entries(cache) == entries  # loaded, not compiled again
 
@@ -163,7 +164,8 @@ def test_the_cached_xla_step_gives_the_tf_function_steps_numbers_and_survives_ba
     with open(entry, "r+b") as f:  # truncated: TensorFlow alone fails the step on this
         f.truncate(entry.stat().st_size // 2)
     _assert_same_training(_train_tiny_flow_in_a_fresh_process(tmp_path, cache, "w1a1", 3), expected)
-    assert entry.stat().st_size > 0 and _cache_entries(cache).keys() == entries.keys()
+    assert _cache_entries(cache).keys() == entries.keys()
+    assert keras_bdgm.xla_cache.prune(str(entry.parent)) == []  # compiled again and signed
 
     data = entry.read_bytes()  # a foreign entry: another writer's bytes, unsigned
     entry.write_bytes(data[: len(data) // 3] + b"\0" * 100)
