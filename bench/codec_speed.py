@@ -2,8 +2,8 @@
 
     python bench/codec_speed.py --num_images=4000 --batch_size=500 --label=after
 
-Codes the first --num_images Fashion-MNIST test images as one file with the shipped
-`pixelcnn/w1a1` model and `AutoregressiveCodec(batch_size=--batch_size)`, after one
+Codes the first --num_images Fashion-MNIST test images as one file with a shipped PixelCNN
+(`--pretrained`, default `pixelcnn/w1a1`, the model of the figures in BENCHMARKS.md) and `AutoregressiveCodec(batch_size=--batch_size)`, after one
 warm-up batch (tracing), and prints images/s each way, the file's bits/dim and that the
 round trip was exact. For the "before" side, run the same file against an older checkout
 (it imports whatever `keras_bdgm` is first on the path):
@@ -30,11 +30,12 @@ def main():
     parser.add_argument("--num_images", type=int, default=4000)
     parser.add_argument("--batch_size", type=int, default=2000)
     parser.add_argument("--label", default="")
+    parser.add_argument("--pretrained", default="pixelcnn/w1a1", help="A shipped PixelCNN.")
     args = parser.parse_args()
     n, size = args.num_images, args.batch_size
     images = np.concatenate([np.asarray(b) for b in datasets.load(
         "fashion_mnist", f"test[:{n}]", 1000, shuffle=False)])
-    codec = AutoregressiveCodec(pretrained.load("pixelcnn/w1a1"), batch_size=size)
+    codec = AutoregressiveCodec(pretrained.load(args.pretrained), batch_size=size)
     codec.decompress(codec.compress(images[:size], allow_stored=False))  # trace every step once
     start = time.perf_counter()
     data = codec.compress(images, allow_stored=False)

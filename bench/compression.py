@@ -40,7 +40,8 @@ process (once per file per image) and reading/writing their files. Every row is 
 for an exact round trip. Prints the command, a markdown table (whole-set rows, then
 per-image rows) and the encode-time breakdown, and writes every row with the machine
 and tool versions as JSON (--json). A full run (10,000 images; -e 9 alone takes minutes)
-wants a quiet machine; try it with --num_images=50 --per_image_images=20 first.
+wants a quiet machine; try it with --num_images=50 --per_image_images=20 first. The
+command-line codecs on Debian: `apt-get install -y libjxl-tools brotli zstd xz-utils`.
 """
 
 import argparse

@@ -11,7 +11,10 @@ import argparse
 import json
 import os
 
-import matplotlib
+try:
+    import matplotlib
+except ModuleNotFoundError as err:  # an extra, not a dependency of the package
+    raise SystemExit("plot_curves.py needs matplotlib: pip install -e '.[bench]'") from err
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -210,3 +210,30 @@ def test_the_command_from_a_wheel_in_a_fresh_venv_outside_the_repository(tmp_pat
     where = subprocess.run([str(python), "-c", "import keras_bdgm; print(keras_bdgm.__file__)"], cwd=outside,
                            capture_output=True, text=True, env={**os.environ, **env}).stdout
     assert where.startswith(site), where  # the wheel's copy, not the checkout
+
+
+def _codable_shipped_models():
+    from keras_bdgm import pretrained  # pylint: disable=import-outside-toplevel
+
+    default = pretrained.parse_name(cli.DEFAULT_MODEL)[:2]
+    return [n for n in pretrained.list() if n.split("/")[0] in ("pixelcnn", "resnet_vae")
+            and tuple(n.split("/")[:2]) != default]
+
+
+@pytest.mark.parametrize("name", _codable_shipped_models())
+def test_decompress_finds_the_shipped_model_that_wrote_the_file(name, tmp_path):
+    """A file written with a shipped model other than the default (e.g. an earlier default)
+    decodes without a model flag: the command picks the model by the file's fingerprint."""
+    from keras_bdgm import datasets, pretrained  # pylint: disable=import-outside-toplevel
+
+    images = np.concatenate([np.asarray(b) for b in datasets.load("fashion_mnist", "test[:3]", 3, shuffle=False)])
+    model = pretrained.load(name)
+    data = compression.compress(model, images, allow_stored=False)
+    assert container.unpack(data)[0]["codec"] != container.STORED
+    (tmp_path / "old.kbc").write_bytes(data)
+    code, out, err = _in_process(["--decompress", "--input", tmp_path / "old.kbc", "--output", tmp_path / "back"])
+    assert code == 0, err[-3000:]
+    np.testing.assert_array_equal(_read_folder(tmp_path / "back")[1], images)
+    # the default model did not write it: the fingerprint, not the default, chose the model
+    header = container.unpack(data)[0]
+    assert not cli._wrote(pretrained.load(cli.DEFAULT_MODEL), header)  # pylint: disable=protected-access

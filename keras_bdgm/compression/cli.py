@@ -12,7 +12,9 @@ Installed by pip as `keras-bdgm-compress`, also run as `python -m keras_bdgm.com
 
 The model is a shipped one (`--pretrained`, default `DEFAULT_MODEL`), a run's
 (`--model_dir`) or a packed file (`--packed`, architecture from the report.json beside it
-or --precision/--preset/--overrides). Files record the image names (the PNGs' file names;
+or --precision/--preset/--overrides). Decompressing without a model flag finds the shipped
+model that wrote the file by the fingerprint it holds, so files written with an earlier
+default model still decode. Files record the image names (the PNGs' file names;
 000000.png, ... for a dataset split), and decompressing writes them back. A file is never
 larger than the raw pixels plus a small header (`keras_bdgm.compression.codec`).
 
@@ -30,7 +32,7 @@ import time
 
 import numpy as np
 
-DEFAULT_MODEL = "pixelcnn/w1a1"
+DEFAULT_MODEL = "pixelcnn/w1a32"
 SUFFIX = ".kbc"
 
 
@@ -185,8 +187,9 @@ def decompress_command(flags_):
         except ValueError as err:
             _fail(str(err))
     model = codec = None
-    if any(h["codec"] != container.STORED for h in headers):
-        model = _model(flags_, headers[0]["image_shape"])
+    coded_headers = [h for h in headers if h["codec"] != container.STORED]
+    if coded_headers:
+        model = _decoding_model(flags_, coded_headers[0])
         codec = _codec(model, flags_)
     start = time.perf_counter()
     coded = [k for k, h in enumerate(headers) if h["codec"] != container.STORED]
@@ -225,6 +228,41 @@ def decompress_command(flags_):
         _fail(str(err))
     return [_summary_line("decode", images, sum(len(b) for b in blobs), len(blobs), stored, seconds),
             f"wrote {len(images)} PNGs to {flags_.output}"]
+
+
+def _decoding_model(flags_, header):
+    """The model that wrote the file of `header`: the one the flags name; without a model
+    flag, the shipped model whose fingerprint the file holds, the default one first (so
+    files written while another shipped model was the default still decode). Where none
+    matches, the default: its codec's check then names the mismatch."""
+    if any(getattr(flags_, key) is not None for key in ("pretrained", "model_dir", "packed")):
+        return _model(flags_, header["image_shape"])
+    from keras_bdgm import pretrained  # pylint: disable=import-outside-toplevel
+
+    default = _model(flags_, header["image_shape"])
+    if _wrote(default, header):
+        return default
+    for name in pretrained.list():
+        if pretrained.parse_name(name)[:2] == pretrained.parse_name(DEFAULT_MODEL)[:2]:
+            continue
+        try:
+            candidate = pretrained.load(name)
+        except (ValueError, FileNotFoundError):
+            continue
+        if _wrote(candidate, header):
+            return candidate
+    return default
+
+
+def _wrote(model, header):
+    """Whether `model` (with its codec) wrote a file with this header."""
+    from keras_bdgm import compression  # pylint: disable=import-outside-toplevel
+
+    try:
+        compression.codec_for(model).check_header(header)
+    except ValueError:
+        return False
+    return True
 
 
 def _summary_line(direction, images, file_bytes, files, stored, seconds):
