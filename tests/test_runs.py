@@ -190,3 +190,19 @@ def test_empty_batches_and_bad_sample_arguments_raise_value_errors(name):
         with pytest.raises(ValueError, match="temperature must be > 0"):
             model.sample(2, temperature=temperature, seed=0)
     assert model.sample(1, temperature=0.5, seed=0).shape == (1, 8, 8, 1)
+
+
+@pytest.mark.parametrize("saved, resumed", [("new", "legacy"), ("legacy", "new")])
+def test_resuming_a_training_state_of_the_other_optimizer_kind_is_refused(tmp_path, saved, resumed):
+    # Keras' legacy and new optimizers name their variables differently: restoring one's
+    # state into the other silently restarts the moments and the step count.
+    kinds = {"new": tf.keras.optimizers.Adam, "legacy": tf.keras.optimizers.legacy.Adam}
+    model = tf.keras.Sequential([tf.keras.layers.Dense(2, input_shape=(3,))])
+    model.compile(kinds[saved](), "mse")
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+    tf.train.Checkpoint(model=model).save(str(tmp_path / run_dir.BACKUP_DIR / "chief" / "ckpt"))
+    run = run_dir.Run(tmp_path)
+    with pytest.raises(errors.ConfigError, match="cannot resume.*keras_bdgm that started it.*--overwrite"):
+        run.check_optimizer_state(kinds[resumed]())
+    run.check_optimizer_state(kinds[saved]())  # the same kind resumes
+    run_dir.Run(tmp_path / "empty").check_optimizer_state(kinds[resumed]())  # no training state yet

@@ -184,6 +184,8 @@ def train(config: TrainConfig, callbacks=()):
         _initialize(model, config, data)
         model.compile(optimizer=_optimizer(config), jit_compile=config.jit_compile)
     done = 0 if config.overwrite else run.completed_epochs()
+    if done and run.next_phase(config.settings(), config.overwrite) == "training":
+        run.check_optimizer_state(model.optimizer)  # before anything in the folder changes
     previous = None if config.overwrite else run.stored_config()
     phase = run.start(config.settings(), config.overwrite, completed_epochs=done)
     if config.verbose and previous is not None:

@@ -275,6 +275,28 @@ class Run:
         key = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
         return int(reader.get_tensor(key)) + 1 if reader.has_tensor(key) else 0
 
+    def check_optimizer_state(self, optimizer):
+        """Raises ConfigError where the training state in backup/ was written by the other
+        kind of Keras optimizer than `optimizer` (tf.keras.optimizers.legacy vs the newer
+        ones: their variables are named differently, so restoring would silently restart
+        the optimizer's moments and step count, and with them a decaying learning rate)."""
+        latest = self._latest_backup()
+        if latest is None:
+            return
+        keys = tf.train.load_checkpoint(latest).get_variable_to_shape_map()
+        saved_legacy = any(".OPTIMIZER_SLOT/" in k or "/optimizer/iter/" in k for k in keys)
+        saved_new = any("/optimizer/_iterations/" in k for k in keys)
+        legacy = isinstance(optimizer, tf.keras.optimizers.legacy.Optimizer)
+        if (saved_new and not saved_legacy and legacy) or (saved_legacy and not saved_new and not legacy):
+            kinds = ("tf.keras.optimizers.legacy", "tf.keras.optimizers")
+            saved, wanted = (kinds[1], kinds[0]) if legacy else kinds
+            raise ConfigError(
+                f"{self.path} cannot resume: its training state was written with an optimizer from "
+                f"{saved} (an earlier keras_bdgm), and this one trains with {wanted} "
+                f"({type(optimizer).__name__}), whose state it cannot read. Finish the run with the "
+                "keras_bdgm that started it, or pass --overwrite to train it again."
+            )
+
     def restore_training_state(self, model):
         """Loads the state at the end of training (the backup) into compiled `model`."""
         latest = self._latest_backup()
