@@ -80,7 +80,7 @@ setup(
         # ANS entropy coder of keras_bdgm.compression (bits-back lossless image coding).
         "constriction>=0.4",
     ],
-    extras_require={"test": ["pytest>=7"], "bench": ["matplotlib"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"], "bench": ["matplotlib"]},
     entry_points={"console_scripts": ["keras-bdgm-compress = keras_bdgm.compression.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -8,7 +8,9 @@ that is `$TEST_TMPDIR/keras_bdgm`; under plain pytest a new temporary folder, de
 end. `TFDS_DATA_DIR`, `KERAS_HOME` and `KERAS_BDGM_XLA_CACHE` point into it, so subprocesses (the example scripts)
 inherit it. `KERAS_BDGM_TEST_DATA_DIR=/some/folder` makes sessions share one tfds data
 folder instead (preparing it once; preparation is atomic and locked, so parallel sessions
-are safe), e.g. to save the half minute Fashion-MNIST takes to prepare.
+are safe), e.g. to save the half minute Fashion-MNIST takes to prepare. With pytest-xdist
+(`pytest -n 2`) the workers use the controlling process's folder, so they prepare the data
+once between them.
 """
 
 import os
@@ -16,6 +18,7 @@ import shutil
 import tempfile
 
 SHARED_DATA_DIR_ENV = "KERAS_BDGM_TEST_DATA_DIR"
+_SESSION_DIR_ENV = "KERAS_BDGM_TEST_SESSION_DIR"
 
 
 def _session_dir():
@@ -24,7 +27,11 @@ def _session_dir():
         path = os.path.join(os.environ["TEST_TMPDIR"], "keras_bdgm")
         os.makedirs(path, exist_ok=True)
         return path, False
-    return tempfile.mkdtemp(prefix="keras_bdgm-tests-"), True
+    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(_SESSION_DIR_ENV):
+        return os.environ[_SESSION_DIR_ENV], False  # pytest -n: the controller's folder, its to delete
+    path = tempfile.mkdtemp(prefix="keras_bdgm-tests-")
+    os.environ[_SESSION_DIR_ENV] = path  # inherited by pytest-xdist's workers
+    return path, True
 
 
 SESSION_DIR, _DELETE_SESSION_DIR = _session_dir()
