@@ -295,6 +295,10 @@ class GenerativeModel(tf.keras.Model):
             tracker.update_state(losses[tracker.name])
         return {t.name: t.result() for t in self._loss_trackers}
 
+    # Not converted by AutoGraph: the step has no tensor-dependent Python control flow (the
+    # clip-or-skip is a tf.cond), and converting it converted every layer's `call` on the
+    # first trace, a fifth of Flow++'s first train step.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         # noise_seed numbers its call sites from 1 in every trace, so replica r of a
         # one-process MirroredStrategy and worker r of a MultiWorkerMirroredStrategy draw the
@@ -319,6 +323,7 @@ class GenerativeModel(tf.keras.Model):
         logs.update(skipped_steps=self._skipped_tracker.result(), grad_norm=self._grad_norm_tracker.result())
         return logs
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         x = self.check_images(images_from(data))
         return self._update_loss_trackers(self.compute_losses(x, training=False))

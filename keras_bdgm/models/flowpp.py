@@ -211,7 +211,7 @@ class FlowPlusPlus(GenerativeModel):
             self._log_weights(tf.zeros((1, *self.image_shape)), training=False, seed=0)
         self.built = True
         # `sample`'s graph: traced once per n; temperature and seed are tensor arguments.
-        self._sample_fn = tf.function(self._sample_images)
+        self._sample_fn = tf.function(self._sample_images, autograph=False)
 
     @property
     def latent_shape(self):

@@ -166,7 +166,7 @@ class PixelCNN(GenerativeModel):
             self._network(tf.zeros((1, *self.image_shape)))
         self.built = True
         # `sample`'s graph: traced once per n; temperature and seed are tensor arguments.
-        self._sample_fn = tf.function(self._sample_images)
+        self._sample_fn = tf.function(self._sample_images, autograph=False)
 
     @property
     def num_components(self):

@@ -208,7 +208,7 @@ class ResNetVAE(GenerativeModel):
         self._bottom_up_fn = tf.function(self._bottom_up, reduce_retracing=True)
         self._log_weights_fn = tf.function(self._log_weights, reduce_retracing=True)
         # `sample`'s graph: traced once per (n, sample_pixels); temperature and seed are tensors.
-        self._sample_fn = tf.function(self._sample_images)
+        self._sample_fn = tf.function(self._sample_images, autograph=False)
 
     @property
     def num_latent_layers(self):
