@@ -28,7 +28,7 @@ def _session_dir():
         os.makedirs(path, exist_ok=True)
         return path, False
     if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(_SESSION_DIR_ENV):
-        return os.environ[_SESSION_DIR_ENV], False  # pytest -n: the controller's folder, its to delete
+        return os.environ[_SESSION_DIR_ENV], False  # pytest -n: the controller's folder (it deletes it)
     path = tempfile.mkdtemp(prefix="keras_bdgm-tests-")
     os.environ[_SESSION_DIR_ENV] = path  # inherited by pytest-xdist's workers
     return path, True
