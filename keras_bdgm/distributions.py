@@ -46,6 +46,8 @@ PixelCNN) and the ResNet VAE's logistic latents.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from keras_bdgm.models.noise import stateless_logistic
+
 tfd = tfp.distributions
 
 NUM_BINS = 256
@@ -207,9 +209,14 @@ def sample_with_kl(posterior, prior, seed=None):
     """Draws z ~ posterior; returns (z, log q(z) - log p(z)), the single-sample KL estimate.
 
     The estimate is unbiased: E_q[log q(z) - log p(z)] = KL(q || p). Gradients flow through
-    the reparameterized sample.
+    the reparameterized sample. A logistic posterior with a stateless seed draws z with
+    `keras_bdgm.models.noise.stateless_logistic` (`posterior.sample(seed=seed)`'s values, but
+    the same with and without XLA).
     """
-    z = posterior.sample(seed=seed)
+    if seed is not None and isinstance(posterior, tfd.Logistic):
+        z = stateless_logistic(posterior.loc, posterior.scale, seed)
+    else:
+        z = posterior.sample(seed=seed)
     return z, posterior.log_prob(z) - prior.log_prob(z)
 
 

@@ -1,12 +1,21 @@
-"""keras_bdgm.models.noise.stateless_normal against TensorFlow's own kernel
-(`tf.random.stateless_normal`), eagerly, in a graph and under XLA."""
+"""keras_bdgm.models.noise against TensorFlow's and TFP's own draws (`tf.random.stateless_normal`,
+`stateless_uniform`, `Generator.uniform`, `tfp.random.split_seed`, `tfd.Logistic.sample`), run
+eagerly (the reference: TensorFlow's kernels), eagerly, in a graph and under XLA."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
-from keras_bdgm.models.noise import philox_key_counter, stateless_normal
+from keras_bdgm.models.noise import (
+    generator_uniform,
+    philox_key_counter,
+    split_seed,
+    stateless_logistic,
+    stateless_normal,
+    stateless_uniform,
+)
 
 # Seeds with a negative half are the ones XLA's own key derivation gets wrong.
 SEEDS = [(3, 4), (1394558998, -2103696179), (-5, 7), (-2**31, -1), (0, 0)]
@@ -49,3 +58,45 @@ def test_large_draws_are_standard_normal():
     values = stateless_normal([200_000], [11, 12]).numpy().astype(np.float64)
     assert abs(values.mean()) < 0.01 and abs(values.std() - 1.0) < 0.01
     assert np.isfinite(values).all() and np.abs(values).max() < 6.0  # u >= 1e-7: |z| <= 5.68
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mode", list(MODES))
+def test_uniform_and_split_seeds_are_tensorflows(seed, mode):
+    seed = tf.constant(seed, tf.int32)
+    expected_uniform = tf.random.stateless_uniform([3, 5, 7], seed, minval=-2.0, maxval=0.5).numpy()
+    expected_seeds = tf.stack(tfp.random.split_seed(seed, n=3)).numpy()
+    uniform, seeds = MODES[mode](lambda s: (stateless_uniform([3, 5, 7], s, -2.0, 0.5), tf.stack(split_seed(s, 3))))(seed)
+    # The same bits: only the scaling's rounding may differ (XLA fuses it into one FMA).
+    np.testing.assert_allclose(uniform.numpy(), expected_uniform, rtol=0, atol=4e-7)
+    np.testing.assert_array_equal(seeds.numpy(), expected_seeds)  # integers: exactly
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mode", list(MODES))
+def test_logistic_draws_are_tfps_and_reparameterized(seed, mode):
+    seed = tf.constant(seed, tf.int32)
+    loc = tf.constant(np.linspace(-3.0, 3.0, 6, dtype=np.float32))
+    scale = tf.constant([[0.05], [2.0]], tf.float32)  # broadcasts to [2, 6]
+    expected = tfp.distributions.Logistic(loc, scale).sample(seed=seed).numpy()
+
+    def draw(s):
+        with tf.GradientTape() as tape:
+            tape.watch([loc, scale])
+            z = stateless_logistic(loc, scale, s)
+            total = tf.reduce_sum(z)
+        return z, tape.gradient(total, scale)
+
+    z, dscale = MODES[mode](draw)(seed)
+    np.testing.assert_allclose(z.numpy(), expected, rtol=1e-6, atol=1e-6)
+    # z = loc + scale * logit(u): dz/dscale = (z - loc) / scale, summed over the broadcast row.
+    np.testing.assert_allclose(dscale.numpy()[:, 0], ((expected - loc.numpy()) / scale.numpy()).sum(1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_generator_uniform_is_the_generators_own_draw(mode):
+    ours, theirs = tf.random.Generator.from_seed(7), tf.random.Generator.from_seed(7)
+    draws = MODES[mode](lambda: tf.stack([generator_uniform(ours, [3, 5]), generator_uniform(ours, [3, 5])]))()
+    expected = np.stack([theirs.uniform([3, 5]).numpy(), theirs.uniform([3, 5]).numpy()])
+    np.testing.assert_array_equal(draws.numpy(), expected)
+    np.testing.assert_array_equal(ours.state.numpy(), theirs.state.numpy())  # advanced alike

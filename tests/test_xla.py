@@ -2,9 +2,11 @@
 wins), the XLA train step against the tf.function one, and the XLA step through the
 persistent cache (`keras_bdgm.xla_cache`) in fresh processes.
 
-Flow++'s noise comes from `keras_bdgm.models.noise` (the same with and without XLA;
-tests/test_noise.py), so its XLA step gives the tf.function step's losses and weights up to
-float rounding. No model compiles with XLA by default (its compilation costs start-up).
+Every model's noise (Flow++'s dequantization noise, the VAE's latent draws and split seeds,
+dropout masks) comes from `keras_bdgm.models.noise` (the same with and without XLA;
+tests/test_noise.py), so the XLA step gives the tf.function step's losses and weights up to
+float rounding. No model compiles with XLA by default (its compilation costs start-up); a
+training run compiles the VAE's step with XLA when the run is long enough to repay it.
 """
 
 import os
@@ -17,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 import keras_bdgm
+from keras_bdgm import image_grid
 from keras_bdgm.models import FlowPlusPlus, ResNetVAE
 
 import tiny
@@ -84,13 +87,13 @@ def test_xla_step_clips_and_skips_as_the_tf_function_step(c, skipped):
         np.testing.assert_array_equal(got, 0.0)
 
 
-def _train_tiny_flow(precision, jit, steps=3):
-    """(logs per step, weights) of a tiny Flow++ after `steps` train steps on one batch, from
-    the same initial weights and generator state for either jit."""
+def _train_tiny_flow(precision, jit, steps=3, name="flowpp", **changes):
+    """(logs per step, weights) of a tiny model `name` (Flow++ by default) after `steps` train
+    steps on one batch, from the same initial weights and generator state for either jit."""
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(0)
     images = np.random.default_rng(0).integers(0, 256, (4, *tiny.SHAPE), dtype=np.uint8)
-    model = _tiny_flow(precision)
+    model = tiny.tiny_model(name, precision, **changes)
     keras_bdgm.initialize(model, images)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), jit_compile=jit)
     assert model.jit_compile is jit
@@ -121,10 +124,24 @@ def test_flowpp_xla_train_step_matches_tf_function(precision):
     _assert_same_training(_train_tiny_flow(precision, jit=True), expected)
 
 
+@pytest.mark.parametrize("precision, dropout", [("w1a1", 0.0), ("w32a32", 0.2)])
+def test_resnet_vae_xla_train_step_matches_tf_function(precision, dropout):
+    # The latent draws (split seeds, logistic samples) and, at w32a32, the dropout masks are
+    # XLA's and TensorFlow's alike: before they were, XLA drew other noise (weights 1.1 apart).
+    expected = _train_tiny_flow(precision, jit=False, name="resnet_vae", dropout=dropout)
+    _assert_same_training(_train_tiny_flow(precision, jit=True, name="resnet_vae", dropout=dropout), expected)
+
+
+def test_flowpp_xla_train_step_with_dropout_matches_tf_function():
+    expected = _train_tiny_flow("w32a32", jit=False, dropout=0.2)
+    _assert_same_training(_train_tiny_flow("w32a32", jit=True, dropout=0.2), expected)
+
+
 _CHILD = """
 import pickle, sys
 sys.path.insert(0, {tests!r})
 import keras_bdgm
+from keras_bdgm import image_grid
 import test_xla
 assert keras_bdgm.xla_cache.directory() is not None, keras_bdgm.xla_cache.note()
 result = test_xla._train_tiny_flow({precision!r}, jit=True)
@@ -173,3 +190,53 @@ def test_the_cached_xla_step_gives_the_tf_function_steps_numbers_and_survives_ba
     _assert_same_training(_train_tiny_flow_in_a_fresh_process(tmp_path, cache, "w1a1", 4), expected)
     assert entry.read_bytes() != data[: len(data) // 3] + b"\0" * 100  # compiled again
     assert os.path.exists(str(entry) + ".sha256") and keras_bdgm.xla_cache.prune(str(entry.parent)) == []
+
+
+def _png_folder(root, n=16):
+    for split in ("train", "test"):
+        os.makedirs(root / split)
+        for i, image in enumerate(tiny.tiny_images(n, shape=(28, 28, 1))):
+            image_grid.write_png(root / split / f"{i:03d}.png", image)
+    return f"folder:{root}"
+
+
+def _run_config(tmp_path, **fields):
+    from keras_bdgm.runs import experiment
+    settings = dict(model="resnet_vae", precision="w1a1", dataset="fashion_mnist", epochs=3, steps_per_epoch=2,
+                    batch_size=8, eval_examples=8, model_dir=str(tmp_path / "run"),
+                    overrides=tiny.overrides("resnet_vae"), verbose=0, num_samples_grid=4)
+    return experiment.TrainConfig(**{**settings, **fields})
+
+
+@pytest.mark.parametrize("jit_compile, done, expected", [
+    (None, 0, True),    # 3 x 2 = 6 steps ahead: the break-even (6) is reached
+    (None, 1, None),    # resumed after epoch 1: 4 steps ahead, the model's default
+    (False, 0, False),  # the run's own choice wins either way
+    (True, 2, True),
+])
+def test_a_run_compiles_with_xla_when_enough_steps_are_ahead(tmp_path, monkeypatch, jit_compile, done, expected):
+    from keras_bdgm.runs import experiment
+    monkeypatch.setattr(ResNetVAE, "xla_break_even_steps", 6)
+    config = _run_config(tmp_path, jit_compile=jit_compile)
+    assert experiment._jit_compile(config, tiny.tiny_model("resnet_vae"), done) is expected
+    flow_config = _run_config(tmp_path, model="flowpp", overrides=tiny.overrides("flowpp"), jit_compile=jit_compile)
+    assert FlowPlusPlus.xla_break_even_steps is None  # no break-even measured: never chosen for it
+    assert experiment._jit_compile(flow_config, _tiny_flow(), done) is jit_compile
+
+
+def test_a_long_enough_run_trains_its_vae_with_xla(tmp_path, monkeypatch):
+    from keras_bdgm.runs import experiment
+    monkeypatch.setattr(ResNetVAE, "xla_break_even_steps", 4)
+    seen = []
+
+    class Record(tf.keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(self.model.jit_compile)
+
+    dataset = _png_folder(tmp_path / "pngs")
+    report = experiment.train(_run_config(tmp_path, dataset=dataset, epochs=2), callbacks=[Record()])
+    assert seen == [True]
+    assert np.isfinite(report["test_bits_per_dim"]) and len(report["train_bits_per_dim"]) == 2
+    report = experiment.train(_run_config(tmp_path, dataset=dataset, epochs=1, model_dir=str(tmp_path / "short")),
+                              callbacks=[Record()])
+    assert seen == [True, False]  # 2 steps: below the break-even, the tf.function step

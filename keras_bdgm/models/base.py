@@ -39,6 +39,7 @@ from keras_bdgm.images import check_images
 from keras_bdgm.models.importance import (  # noqa: F401  (public here too)
     IWAE_CHUNK_ROWS, ImportanceChunk, check_num_samples, check_positive_int, importance_bound,
     importance_chunks)
+from keras_bdgm.models.grappler import grappler_off_helps, without_grappler
 from keras_bdgm.models.seeds import stateless_seed
 from keras_bdgm.models.updates import apply_gradients_or_skip, build_optimizer
 
@@ -102,6 +103,14 @@ class GenerativeModel(tf.keras.Model):
     # What `compile` uses for jit_compile (XLA) when its caller does not say: a subclass sets
     # True where XLA is faster and gives the same numbers as the tf.function step.
     default_jit_compile = False
+    # A training run (`keras_bdgm.runs.train`) with at least this many train steps ahead and
+    # no jit_compile of its own compiles its step with XLA: the run is long enough for XLA's
+    # faster steps to repay the compilation (measured on CPU). None: never.
+    xla_break_even_steps = None
+    # False: on a CPU-only host the tf.function train step runs with Grappler off
+    # (`keras_bdgm.models.grappler`), for a model whose large step graph makes Grappler's
+    # rewriting cost seconds of start-up and gain nothing per step (measured: Flow++).
+    grappler_in_train_step = True
 
     def __init__(self, image_shape, clip_norm=1.0, skip_threshold=100.0, **kwargs):
         super().__init__(**kwargs)
@@ -278,7 +287,9 @@ class GenerativeModel(tf.keras.Model):
             build_optimizer(self.optimizer, self.trainable_variables)  # its slots, for the saved optimizer state
 
     def make_train_function(self, force=False):
-        """Keras' train function, with the optimizer's state created first.
+        """Keras' train function, with the optimizer's state created first (and, for a
+        model with `grappler_in_train_step = False` on a CPU-only host, called with Grappler
+        off: `keras_bdgm.models.grappler`).
 
         A `tf.function` that creates variables on its first call is traced twice (once to
         create them, once more without): creating the optimizer's slots beforehand makes
@@ -288,7 +299,12 @@ class GenerativeModel(tf.keras.Model):
         if optimizer is not None and self.built and self.train_function is None:
             with self.distribute_strategy.scope():
                 build_optimizer(optimizer, self.trainable_variables)
-        return super().make_train_function(force=force)
+        function = super().make_train_function(force=force)
+        if (not self.grappler_in_train_step and not getattr(function, "grappler_off", False)
+                and not self.run_eagerly and not self.jit_compile
+                and self.distribute_strategy.num_replicas_in_sync == 1 and grappler_off_helps()):
+            function = self.train_function = without_grappler(function)
+        return function
 
     def _update_loss_trackers(self, losses):
         for tracker in self._loss_trackers:

@@ -183,6 +183,9 @@ class FlowPlusPlus(GenerativeModel):
     # minute to the first step (less with `keras_bdgm.xla_cache` warm): worth it only for long
     # runs (BENCHMARKS.md, "Start-up").
     default_jit_compile = False
+    # Its ~14,500-op step graph: Grappler's rewrite costs 2.5-3 s of the first step on a CPU
+    # and gains nothing per step (BENCHMARKS.md, "Start-up"): off there (`grappler`).
+    grappler_in_train_step = False
 
     def __init__(self, image_shape, precision="w32a32", preset="small", clip_norm=1.0,
                  skip_threshold=100.0, **overrides):

@@ -1,6 +1,6 @@
-"""Gaussian noise that is the same with and without XLA.
+"""Random noise (Gaussian, uniform, logistic; split seeds) that is the same with and without XLA.
 
-`tf.random.stateless_normal` gives other numbers under XLA (`jit_compile=True`) than in a
+`tf.random.stateless_normal` (and `stateless_uniform`, and TFP's `split_seed` built on it) gives other numbers under XLA (`jit_compile=True`) than in a
 plain TensorFlow graph, for the same seed (TF 2.21): XLA reads a seed with a negative half as
 unsigned where TF's kernel sign-extends it (another Philox stream, for about 3 in 4 of the
 seeds `noise_seed()` draws), and it turns the random bits into floats another way. A model
@@ -16,16 +16,21 @@ rest with ordinary ops, as TensorFlow's CPU/GPU kernel does:
 
 so it equals `tf.random.stateless_normal(shape, seed)` up to float rounding (sin, cos and
 log differ from the kernel's in the last bits: |difference| < 2e-6), eagerly, in a graph and
-under XLA alike.
+under XLA alike. The same bits give `stateless_uniform` (one uint32 per value, exactly
+`tf.random.stateless_uniform`'s float32 values), `stateless_logistic` (TFP's `Logistic.sample`:
+loc + scale * (log u - log1p(-u))) and `split_seed` (exactly `tfp.random.split_seed`'s seeds).
 
 Example:
 
     eps = stateless_normal([16, 28, 28, 1], seed=[3, 4])
     more = stateless_normal([16, 28, 28, 1], seed=[3, 4], offset=16 * 28 * 28)  # the next values
+    first, second = split_seed([3, 4], n=2)
+    z = stateless_logistic(loc, scale, first)      # ~ tfd.Logistic(loc, scale).sample(seed=first)
 """
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 _PHILOX = 1  # tf.random.Algorithm.PHILOX
@@ -72,9 +77,62 @@ def stateless_normal(shape, seed, offset=0):
     pairs = (size + 1) // 2
     bits = tf.raw_ops.StatelessRandomUniformFullIntV2(
         shape=[2 * pairs], key=key, counter=counter, alg=_PHILOX, dtype=tf.uint32)
-    mantissa = tf.bitwise.bitwise_or(tf.bitwise.bitwise_and(bits, 0x7FFFFF), 0x3F800000)  # [1, 2)
-    uniform = tf.reshape(tf.bitcast(mantissa, tf.float32) - 1.0, [pairs, 2])
+    uniform = tf.reshape(_unit_floats(bits), [pairs, 2])
     radius = tf.sqrt(-2.0 * tf.math.log(tf.maximum(uniform[:, 0], _EPSILON)))
     angle = 2.0 * math.pi * uniform[:, 1]
     values = tf.reshape(tf.stack([radius * tf.sin(angle), radius * tf.cos(angle)], axis=1), [-1])
     return tf.reshape(values[:size], shape)
+
+
+def _unit_floats(bits):
+    """uint32 bits -> float32 in [0, 1) as TensorFlow's kernel makes them: 23 mantissa bits."""
+    mantissa = tf.bitwise.bitwise_or(tf.bitwise.bitwise_and(bits, 0x7FFFFF), 0x3F800000)  # [1, 2)
+    return tf.bitcast(mantissa, tf.float32) - 1.0
+
+
+def stateless_uniform(shape, seed, minval=0.0, maxval=1.0):
+    """`tf.random.stateless_uniform(shape, seed, minval, maxval)` (float32), the same values
+    with or without XLA: u = minval + (maxval - minval) * (bits & 0x7FFFFF) / 2^23, one
+    Philox uint32 per value."""
+    key, counter = philox_key_counter(seed)
+    shape = tf.cast(shape, tf.int32)
+    bits = tf.raw_ops.StatelessRandomUniformFullIntV2(
+        shape=shape, key=key, counter=counter, alg=_PHILOX, dtype=tf.uint32)
+    return _unit_floats(bits) * (maxval - minval) + minval
+
+
+def stateless_logistic(loc, scale, seed):
+    """A reparameterized draw of Logistic(loc, scale) (float32, broadcast shape), as
+    `tfd.Logistic(loc, scale).sample(seed=seed)` draws it, up to float rounding:
+
+        z = loc + scale * (log u - log1p(-u)),   u ~ U(tiny, 1)   (tiny: float32's smallest normal)
+
+    Gradients flow to `loc` and `scale`.
+    """
+    loc, scale = tf.convert_to_tensor(loc, tf.float32), tf.convert_to_tensor(scale, tf.float32)
+    shape = tf.broadcast_dynamic_shape(tf.shape(loc), tf.shape(scale))
+    u = stateless_uniform(shape, seed, minval=float(np.finfo(np.float32).tiny), maxval=1.0)
+    return (tf.math.log(u) - tf.math.log1p(-u)) * scale + loc
+
+
+def split_seed(seed, n):
+    """`tfp.random.split_seed(seed, n)` for an int32[2] seed and a Python int n: n int32[2]
+    seeds, the first 2n Philox uint32 of `seed` read as int32, the same with or without XLA."""
+    key, counter = philox_key_counter(seed)
+    bits = tf.raw_ops.StatelessRandomUniformFullIntV2(
+        shape=[int(n), 2], key=key, counter=counter, alg=_PHILOX, dtype=tf.uint32)
+    return tf.unstack(tf.bitcast(bits, tf.int32))
+
+
+def generator_uniform(generator, shape):
+    """`generator.uniform(shape)` (float32 in [0, 1)) for a Philox `tf.random.Generator`: the
+    same values, advancing the generator's state the same way, with or without XLA.
+
+    The generator's key and counter for the draw (its own `_prepare_key_counter`, which also
+    folds in the replica under a distribution strategy) feed Philox's uint32 bits, turned
+    into floats as TensorFlow's kernel does.
+    """
+    key, counter = generator._prepare_key_counter(shape)  # noqa: SLF001 (the draw's key and counter)
+    bits = tf.raw_ops.StatelessRandomUniformFullIntV2(
+        shape=tf.cast(shape, tf.int32), key=key, counter=counter, alg=_PHILOX, dtype=tf.uint32)
+    return _unit_floats(bits)

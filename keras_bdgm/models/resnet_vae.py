@@ -83,6 +83,7 @@ from keras_bdgm.layers import WNConv2D, WNConv2DTranspose
 from keras_bdgm.precision import parse as parse_precision
 from keras_bdgm.models.presets import resolve
 from keras_bdgm.models.base import GenerativeModel
+from keras_bdgm.models.noise import split_seed
 
 PRESETS = {
     # Bird et al. (2021), 32x32x3: 56.15M parameters (96.06M with width=336).
@@ -156,6 +157,10 @@ class ResNetVAE(GenerativeModel):
     """
 
     loss_names = ("bits_per_dim", "kl", "distortion")
+    # XLA makes the step 1.2-1.45x faster on CPU (BENCHMARKS.md) and costs 12-13 s more start-up
+    # (5 s with the compilation cache warm): repaid after 130-400 steps; a run with 1,000
+    # steps ahead compiles with XLA. Its noise is the tf.function step's (`noise`).
+    xla_break_even_steps = 1000
 
     def __init__(self, image_shape, precision="w32a32", preset="small", name=None, **overrides):
         config = resolve(PRESETS, preset, overrides, model="ResNetVAE")
@@ -291,7 +296,7 @@ class ResNetVAE(GenerativeModel):
         first; without, z is drawn from the prior (scales times `temperature`).
         """
         n = self.num_latent_layers
-        seeds = tfp.random.split_seed(self.stateless_seed(seed), n=n)
+        seeds = split_seed(self.stateless_seed(seed), n=n)  # as tfp.random.split_seed's, also under XLA
         # Until the top layer's z is added, d is the same for every image: the top layer's
         # parameters and blocks run on one row, broadcast against the batch (unless training
         # with dropout, whose masks differ per image).

@@ -73,6 +73,20 @@ def _optimizer(config):
     return optimizer(config.model, config.learning_rate, config.learning_rate_decay, config.total_steps)
 
 
+def _jit_compile(config, model, done):
+    """XLA for the train step: `config.jit_compile` when given; else True when the steps left
+    ((epochs - done) x steps_per_epoch) reach the model's `xla_break_even_steps` (the run is
+    long enough for XLA's faster steps to repay its compilation) on one replica; else None
+    (the model's default)."""
+    if config.jit_compile is not None:
+        return config.jit_compile
+    break_even = getattr(model, "xla_break_even_steps", None)
+    steps_left = (config.epochs - done) * config.steps_per_epoch
+    if break_even is not None and steps_left >= break_even and model.distribute_strategy.num_replicas_in_sync == 1:
+        return True
+    return None
+
+
 def _initialize(model, config, data):
     """The data-dependent init; then, for `warm_start`, the weights of that model.
 
@@ -179,11 +193,11 @@ def train(config: TrainConfig, callbacks=()):
         raise ConfigError(str(err)) from None
     data = RunData(config)
     tf.keras.utils.set_random_seed(config.seed)
+    done = 0 if config.overwrite else run.completed_epochs()
     with strategy.scope():
         model = _build(config, data.image_shape)
         _initialize(model, config, data)
-        model.compile(optimizer=_optimizer(config), jit_compile=config.jit_compile)
-    done = 0 if config.overwrite else run.completed_epochs()
+        model.compile(optimizer=_optimizer(config), jit_compile=_jit_compile(config, model, done))
     if done and run.next_phase(config.settings(), config.overwrite) == "training":
         run.check_optimizer_state(model.optimizer)  # before anything in the folder changes
     previous = None if config.overwrite else run.stored_config()
