@@ -14,7 +14,9 @@ Timing (every script in bench/ times through these):
 A train step is the model's Keras train function, compiled as `fit` compiles it, in one of
 `MODES`: "eager" (run_eagerly=True), "compiled" (tf.function) or "XLA" (jit_compile=True);
 jit_compile is always passed, so a model's default (`default_jit_compile`) does not change
-what a mode measures. Warm-up calls (`WARMUP`, which include tracing and XLA compilation) are
+what a mode measures; "default" compiles as `model.compile(optimizer)` does, and "run" as a
+long `train` run does (the optimizer `train` uses; XLA for a model that has an
+`xla_break_even_steps`). Warm-up calls (`WARMUP`, which include tracing and XLA compilation) are
 not timed; the timed steps end by reading the last step's loss. Sampling and evaluation are
 timed likewise, after one warm-up call of the same size.
 
@@ -60,9 +62,11 @@ MODES = {
     "compiled": {"jit_compile": False},
     "XLA": {"jit_compile": True},
     "default": {},  # what `model.compile` picks when not told (a model's `default_jit_compile`)
+    "run": {},  # as a long `train` run compiles it: its optimizer, XLA where the model's break-even asks
 }
+RUN_MODEL_NAMES = {"FlowPlusPlus": "flowpp", "ResNetVAE": "resnet_vae", "PixelCNN": "pixelcnn"}
 ALIASES = {"tf.function": "compiled", "xla": "XLA", "jit": "XLA"}
-WARMUP = {"eager": 1, "compiled": 2, "XLA": 2, "default": 2}  # untimed calls: tracing, XLA compilation
+WARMUP = {"eager": 1, "compiled": 2, "XLA": 2, "default": 2, "run": 2}  # untimed calls: tracing, XLA compilation
 
 SPEC_DEFAULTS = {
     "model": "flowpp",            # "flowpp" or "resnet_vae"
@@ -167,7 +171,12 @@ def train_step(model, images, mode, optimizer=None):
     runs one train step on `images` (Keras' train function, as `fit` runs it) and returns its
     logs."""
     tf = tensorflow()
-    model.compile(optimizer or tf.keras.optimizers.Adam(1e-3), **MODES[mode_name(mode)])
+    options = dict(MODES[mode_name(mode)])
+    if mode_name(mode) == "run":
+        optimizer = run_optimizer(RUN_MODEL_NAMES[type(model).__name__])
+        if getattr(model, "xla_break_even_steps", None) is not None:  # a run long enough for XLA
+            options["jit_compile"] = True
+    model.compile(optimizer or tf.keras.optimizers.Adam(1e-3), **options)
     train = model.make_train_function()
     data = iter(tf.data.Dataset.from_tensors(images).repeat())
     return lambda: train(data)

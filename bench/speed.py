@@ -41,7 +41,8 @@ ran up to 16% slower) times --steps steps (eager: --eager_steps) of a fresh mode
 untimed warm-up steps (tracing, XLA compilation). Each mode but "default" passes
 jit_compile explicitly, so a model's XLA default does not change what "compiled" measures;
 "default" compiles as a user's `model.compile(optimizer)` does (the "default train mode" row
-says which that was). With --repeats > 1 the table has medians;
+says which that was), "run" as a long `train` run does (its optimizer, and XLA for a model
+whose `xla_break_even_steps` the run reaches). With --repeats > 1 the table has medians;
 the JSON keeps every run. The "trainable parameters" row shows where the versions build
 different models for one configuration (Flow++'s context network has had 3x3 gate convs
 since 0442fc2; 1x1 at f97c368), so a before/after there includes that change too. The table
@@ -156,7 +157,7 @@ def main():
     parser.add_argument("--models", default="flowpp,resnet_vae")
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     parser.add_argument("--modes", default="eager,compiled,XLA,default",
-                        help="train modes: eager, compiled, XLA, default (what compile picks untold)")
+                        help="train modes: eager, compiled, XLA, default (what compile picks untold), run (as a long train run)")
     parser.add_argument("--steps", type=int, default=10, help="timed train steps per compiled mode")
     parser.add_argument("--eager_steps", type=int, default=2, help="timed train steps in eager mode")
     parser.add_argument("--sample", default="16,64", help="images per timed sample call, one or more sizes "

@@ -80,7 +80,7 @@ def _steps(grappler, precision="w32a32", steps=3):
     images = tiny.tiny_images(4)
     model = tiny.tiny_model("flowpp", precision, dropout=0.2)
     keras_bdgm.initialize(model, images)
-    model.grappler_in_train_step = grappler  # the instance's choice for this comparison
+    model.grappler_on_cpu = grappler  # the instance's choice for this comparison
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
     train = model.make_train_function()
     assert getattr(train, "grappler_off", False) is (not grappler)

@@ -107,10 +107,11 @@ class GenerativeModel(tf.keras.Model):
     # no jit_compile of its own compiles its step with XLA: the run is long enough for XLA's
     # faster steps to repay the compilation (measured on CPU). None: never.
     xla_break_even_steps = None
-    # False: on a CPU-only host the tf.function train step runs with Grappler off
-    # (`keras_bdgm.models.grappler`), for a model whose large step graph makes Grappler's
-    # rewriting cost seconds of start-up and gain nothing per step (measured: Flow++).
-    grappler_in_train_step = True
+    # False: on a CPU-only host the tf.function train step (and a model's own sampling graph,
+    # where it says so) runs with Grappler off (`keras_bdgm.models.grappler`), for a model
+    # whose large graphs make Grappler's rewriting cost seconds of start-up and gain nothing
+    # per call (measured: Flow++).
+    grappler_on_cpu = True
 
     def __init__(self, image_shape, clip_norm=1.0, skip_threshold=100.0, **kwargs):
         super().__init__(**kwargs)
@@ -288,7 +289,7 @@ class GenerativeModel(tf.keras.Model):
 
     def make_train_function(self, force=False):
         """Keras' train function, with the optimizer's state created first (and, for a
-        model with `grappler_in_train_step = False` on a CPU-only host, called with Grappler
+        model with `grappler_on_cpu = False` on a CPU-only host, called with Grappler
         off: `keras_bdgm.models.grappler`).
 
         A `tf.function` that creates variables on its first call is traced twice (once to
@@ -300,7 +301,7 @@ class GenerativeModel(tf.keras.Model):
             with self.distribute_strategy.scope():
                 build_optimizer(optimizer, self.trainable_variables)
         function = super().make_train_function(force=force)
-        if (not self.grappler_in_train_step and not getattr(function, "grappler_off", False)
+        if (not self.grappler_on_cpu and not getattr(function, "grappler_off", False)
                 and not self.run_eagerly and not self.jit_compile
                 and self.distribute_strategy.num_replicas_in_sync == 1 and grappler_off_helps()):
             function = self.train_function = without_grappler(function)

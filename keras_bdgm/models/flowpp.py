@@ -53,6 +53,7 @@ from keras_bdgm.bijectors import (
     CouplingConfig, CouplingSteps, Dequantizer, chain, channel_split, forward_and_log_det,
     logit_preprocess, squeeze, standard_normal_log_prob, stripe_split,
 )
+from keras_bdgm.models.grappler import grappler_off_helps, without_grappler
 from keras_bdgm.models.noise import stateless_normal
 from keras_bdgm.precision import parse as parse_precision
 from keras_bdgm.models.presets import preset_config, resolve
@@ -184,8 +185,9 @@ class FlowPlusPlus(GenerativeModel):
     # runs (BENCHMARKS.md, "Start-up").
     default_jit_compile = False
     # Its ~14,500-op step graph: Grappler's rewrite costs 2.5-3 s of the first step on a CPU
-    # and gains nothing per step (BENCHMARKS.md, "Start-up"): off there (`grappler`).
-    grappler_in_train_step = False
+    # and gains nothing per step (BENCHMARKS.md, "Start-up"): off there (`grappler`), for
+    # the train step and `sample`'s graph.
+    grappler_on_cpu = False
 
     def __init__(self, image_shape, precision="w32a32", preset="small", clip_norm=1.0,
                  skip_threshold=100.0, **overrides):
@@ -215,6 +217,8 @@ class FlowPlusPlus(GenerativeModel):
         self.built = True
         # `sample`'s graph: traced once per n; temperature and seed are tensor arguments.
         self._sample_fn = tf.function(self._sample_images, autograph=False)
+        if not self.grappler_on_cpu and grappler_off_helps():
+            self._sample_fn = without_grappler(self._sample_fn)
 
     @property
     def latent_shape(self):
