@@ -83,6 +83,7 @@ SPEC_DEFAULTS = {
     "eval_batches": 4,            # batches of `batch` images evaluated (0: not timed)
     "seed": 0,
     "start_up": None,             # "first step" or "first sample": measure_start_up instead
+    "start_up_mode": "default",   # "run": the first step compiled as a long train run does (XLA where due)
 }
 
 
@@ -376,7 +377,8 @@ def measure_start_up(spec, spawned_at):
         np.asarray(model.sample(int(n), seed=spec["seed"]))
         key = "first sample"
     else:
-        model.compile(run_optimizer(spec["model"]))
+        long_run = spec.get("start_up_mode") == "run" and getattr(model, "xla_break_even_steps", None) is not None
+        model.compile(run_optimizer(spec["model"]), **({"jit_compile": True} if long_run else {}))
         train = model.make_train_function()
         _read(train(iter(tf.data.Dataset.from_tensors(images).repeat())))
         key = "first step"

@@ -1,6 +1,7 @@
 """Where one training step's time goes: the TF profiler's op events, grouped.
 
     python bench/profile_step.py --model=flowpp --precision=w1a1 [--steps=3] [--mode=compiled]
+    python bench/profile_step.py --model=flowpp --precision=w32a32 --overrides='{"dropout": 0.2}'
 
 Traces `--steps` train steps of the "small" preset (compiled as `fit` runs them, through
 bench/harness.py's `train_step`; one untimed step first) with `tf.profiler`, reads the XSpace
@@ -15,6 +16,7 @@ names no longer name the model's parts.
 import argparse
 import collections
 import glob
+import json
 import os
 import re
 import tempfile
@@ -119,6 +121,7 @@ def main():
     parser.add_argument("--mode", default="compiled", help="compiled (tf.function) or XLA")
     parser.add_argument("--unfused", action="store_true",
                         help="w1a1 gated blocks without the fused negation (the 'before' of BENCHMARKS.md)")
+    parser.add_argument("--overrides", default="{}", help='preset fields as JSON, e.g. \'{"dropout": 0.2}\'')
     parser.add_argument("--out", default="bench/profile_output", help="output prefix (writes <out>.json)")
     args = parser.parse_args()
     if args.unfused and args.model != "flowpp":
@@ -126,8 +129,8 @@ def main():
     mode = harness.mode_name(args.mode)
     if mode == "eager":
         parser.error("--mode: compiled or XLA (the profile reads the graph executor's op events)")
-    _, step = train_step_fn(args.model, args.precision, args.batch_size, UNFUSED if args.unfused else None,
-                            jit_compile=mode == "XLA")
+    overrides = {**json.loads(args.overrides), **(UNFUSED if args.unfused else {})}
+    _, step = train_step_fn(args.model, args.precision, args.batch_size, overrides, jit_compile=mode == "XLA")
     variant = "unfused negation" if args.unfused else "as built"
     rows = summary_rows(profile(step, args.steps), args.steps, args.depth, args.top,
                         model=args.model, precision=args.precision, variant=variant)

@@ -24,7 +24,9 @@ Configurations (`CONFIGS`), random uint8 images (speed does not depend on the co
 
 Time to first step (`--start_up`, default on): seconds from starting a fresh Python until
 a fresh model's first train step has finished (imports, build, data-dependent init,
-`compile` as `train` does it, with the optimizer `train` uses, one step), first with an
+`compile` as a short `train` run does it, with the optimizer `train` uses, one step;
+`--start_up_mode=run`: as a long run compiles it, XLA for a model with an
+`xla_break_even_steps`), first with an
 empty persistent XLA cache (`KERAS_BDGM_XLA_CACHE`, a new temporary folder) and then again
 with the cache that run filled; and until the first `sample(n)` call (n = the first
 --sample size) has returned. Each row says how the seconds split: imports, build + init,
@@ -175,6 +177,8 @@ def main():
                              "a fresh process per mode)")
     parser.add_argument("--start_up", choices=["on", "off", "only"], default="on",
                         help="time to first step and first sample (fresh processes; 'only': nothing else)")
+    parser.add_argument("--start_up_mode", choices=["default", "run"], default="default",
+                        help="first step compiled as `compile(optimizer)` does (default) or as a long train run (run)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per child process")
     parser.add_argument("--out", default="bench/speed_output", help="output prefix (writes <out>.json)")
     args = parser.parse_args()
@@ -209,7 +213,8 @@ def main():
         spec = {"model": model, "image_shape": list(shape), "precision": precision, "preset": preset,
                 "overrides": overrides, "batch": batch, "modes": modes, "steps": args.steps,
                 "eager_steps": args.eager_steps, "sample": sample_sizes,
-                "sample_repeats": args.sample_repeats, "eval_batches": args.eval_batches}
+                "sample_repeats": args.sample_repeats, "eval_batches": args.eval_batches,
+                "start_up_mode": args.start_up_mode}
         results = {side: [] for side in sides}
         for r in range(args.repeats):
             for side in (sides if (i + r) % 2 == 0 else sides[::-1]):  # alternate the order

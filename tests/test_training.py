@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_bdgm.models.evaluation import evaluate_bits_per_dim
+from keras_bdgm.models.pixelcnn_raster import RasterDecoder
 from keras_bdgm.images import check_images
 import tiny
 from tiny import LinearLoss
@@ -267,7 +269,7 @@ def test_the_first_train_step_traces_the_model_once(optimizer):
 
 
 @pytest.mark.parametrize("name", ["pixelcnn", "flowpp", "resnet_vae"])
-def test_the_train_test_and_sample_graphs_are_traced_without_autograph(monkeypatch, name):
+def test_the_train_test_sample_and_evaluation_graphs_are_traced_without_autograph(monkeypatch, name):
     # AutoGraph converting every layer's `call` on the first trace cost a fifth of Flow++'s
     # first train step; the models have no tensor-dependent Python control flow, so their
     # graphs are traced as written. Counts every function AutoGraph converts.
@@ -287,5 +289,8 @@ def test_the_train_test_and_sample_graphs_are_traced_without_autograph(monkeypat
     model.fit(data, epochs=1, verbose=0)
     model.evaluate(data, verbose=0)
     model.sample(2, seed=0)
+    evaluate_bits_per_dim(model, [tiny.tiny_images(4)], num_samples=2, verbose=0)  # the IWAE bound's graphs
+    if name == "pixelcnn":
+        RasterDecoder(model, 2).run(tiny.tiny_images(2))  # the codec's row and pixel graphs
     user_code = [q for q in converted if "train_function" not in q and "test_function" not in q]
     assert user_code == [], user_code

@@ -65,8 +65,8 @@ class RasterDecoder:
         self.height, self.width, _ = (int(d) for d in model.image_shape)
         self.blocks = len(model.down_blocks)
         self.channels = int(model.config["width"])
-        self._row = tf.function(self._row_step, reduce_retracing=True)
-        self._pixel = tf.function(self._pixel_step, reduce_retracing=True)
+        self._row = tf.function(self._row_step, reduce_retracing=True, autograph=False)
+        self._pixel = tf.function(self._pixel_step, reduce_retracing=True, autograph=False)
 
     # ------------------------------------------------------------------ compiled steps
 

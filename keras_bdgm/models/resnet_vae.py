@@ -210,8 +210,8 @@ class ResNetVAE(GenerativeModel):
         with tf.init_scope():  # create every variable now: count_params, summary and loading work at once
             self._forward(tf.zeros((1, *self.image_shape)), seed=0)
         self.built = True
-        self._bottom_up_fn = tf.function(self._bottom_up, reduce_retracing=True)
-        self._log_weights_fn = tf.function(self._log_weights, reduce_retracing=True)
+        self._bottom_up_fn = tf.function(self._bottom_up, reduce_retracing=True, autograph=False)
+        self._log_weights_fn = tf.function(self._log_weights, reduce_retracing=True, autograph=False)
         # `sample`'s graph: traced once per (n, sample_pixels); temperature and seed are tensors.
         self._sample_fn = tf.function(self._sample_images, autograph=False)
 
