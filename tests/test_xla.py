@@ -141,17 +141,16 @@ _CHILD = """
 import pickle, sys
 sys.path.insert(0, {tests!r})
 import keras_bdgm
-from keras_bdgm import image_grid
 import test_xla
 assert keras_bdgm.xla_cache.directory() is not None, keras_bdgm.xla_cache.note()
-result = test_xla._train_tiny_flow({precision!r}, jit=True)
+result = test_xla._train_tiny_flow({precision!r}, jit=True, name={name!r})
 pickle.dump(result, open({out!r}, "wb"))
 """
 
 
-def _train_tiny_flow_in_a_fresh_process(tmp_path, cache, precision, run):
+def _train_tiny_flow_in_a_fresh_process(tmp_path, cache, precision, run, name="flowpp"):
     out = str(tmp_path / f"run{run}.pkl")
-    code = _CHILD.format(tests=os.path.dirname(__file__), precision=precision, out=out)
+    code = _CHILD.format(tests=os.path.dirname(__file__), precision=precision, out=out, name=name)
     env = {**os.environ, "KERAS_BDGM_XLA_CACHE": str(cache)}
     env.pop("TF_XLA_FLAGS", None)
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
@@ -240,3 +239,15 @@ def test_a_long_enough_run_trains_its_vae_with_xla(tmp_path, monkeypatch):
     report = experiment.train(_run_config(tmp_path, dataset=dataset, epochs=1, model_dir=str(tmp_path / "short")),
                               callbacks=[Record()])
     assert seen == [True, False]  # 2 steps: below the break-even, the tf.function step
+
+
+def test_a_long_vae_runs_cached_xla_step_gives_the_tf_function_steps_numbers(tmp_path):
+    # What a resumed long VAE run does: its XLA step compiled in one process, loaded from the
+    # cache in the next; both give the tf.function step's numbers.
+    cache = tmp_path / "xla_cache"
+    expected = _train_tiny_flow("w1a1", jit=False, name="resnet_vae")
+    _assert_same_training(_train_tiny_flow_in_a_fresh_process(tmp_path, cache, "w1a1", 1, "resnet_vae"), expected)
+    entries = _cache_entries(cache)
+    assert entries
+    _assert_same_training(_train_tiny_flow_in_a_fresh_process(tmp_path, cache, "w1a1", 2, "resnet_vae"), expected)
+    assert _cache_entries(cache) == entries  # loaded, not compiled again
