@@ -172,11 +172,9 @@ def train_step(model, images, mode, optimizer=None):
     runs one train step on `images` (Keras' train function, as `fit` runs it) and returns its
     logs."""
     tf = tensorflow()
-    options = dict(MODES[mode_name(mode)])
+    options = MODES[mode_name(mode)]
     if mode_name(mode) == "run":
-        optimizer = run_optimizer(RUN_MODEL_NAMES[type(model).__name__])
-        if getattr(model, "xla_break_even_steps", None) is not None:  # a run long enough for XLA
-            options["jit_compile"] = True
+        optimizer, options = run_optimizer(RUN_MODEL_NAMES[type(model).__name__]), long_run_options(model)
     model.compile(optimizer or tf.keras.optimizers.Adam(1e-3), **options)
     train = model.make_train_function()
     data = iter(tf.data.Dataset.from_tensors(images).repeat())
@@ -355,6 +353,12 @@ def run_optimizer(model_name):
         return tf.keras.optimizers.Adam(rate)
 
 
+def long_run_options(model):
+    """`compile` arguments of a long `train` run: XLA for a model with an
+    `xla_break_even_steps` (older versions have none: their default)."""
+    return {"jit_compile": True} if getattr(model, "xla_break_even_steps", None) is not None else {}
+
+
 def measure_start_up(spec, spawned_at):
     """Seconds from `spawned_at` (the parent's clock when it started this process) until a
     fresh model's first train step has finished (spec "start_up": "first step": imports,
@@ -377,8 +381,7 @@ def measure_start_up(spec, spawned_at):
         np.asarray(model.sample(int(n), seed=spec["seed"]))
         key = "first sample"
     else:
-        long_run = spec.get("start_up_mode") == "run" and getattr(model, "xla_break_even_steps", None) is not None
-        model.compile(run_optimizer(spec["model"]), **({"jit_compile": True} if long_run else {}))
+        model.compile(run_optimizer(spec["model"]), **(long_run_options(model) if spec["start_up_mode"] == "run" else {}))
         train = model.make_train_function()
         _read(train(iter(tf.data.Dataset.from_tensors(images).repeat())))
         key = "first step"

@@ -132,8 +132,10 @@ def measure_start_up(spec, tree, timeout):
     result = {}
     with tempfile.TemporaryDirectory() as cache:
         env = {"KERAS_BDGM_XLA_CACHE": cache}
-        for key, part in (("first step s (cache empty)", "first step"), ("first step s (cache warm)", "first step"),
-                          ("first sample s", "first sample")):
+        parts = [("first step s (cache empty)", "first step"), ("first step s (cache warm)", "first step")]
+        if spec["sample"]:  # --sample=0: no sampling, so no first sample either
+            parts.append(("first sample s", "first sample"))
+        for key, part in parts:
             got = harness.measure_in_tree({**spec, "start_up": part}, tree, timeout=timeout, extra_env=env)
             if "error" in got:
                 result[key] = f"fails: {got['error']}"

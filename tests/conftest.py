@@ -55,6 +55,23 @@ def _seed():
 
 
 @pytest.fixture(scope="module")
+def png_folder(tmp_path_factory):
+    """A folder dataset: 28x28 grey PNGs, train/ (64) and test/ (16)."""
+    from keras_bdgm import image_grid
+
+    root = tmp_path_factory.mktemp("pngs")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:28, :28]
+    for split, n in (("train", 64), ("test", 16)):
+        os.makedirs(root / split)
+        for i in range(n):
+            blob = 200 * np.exp(-((yy - 14 - i % 5) ** 2 + (xx - 14) ** 2) / 40.0)
+            image = np.clip(blob + rng.normal(0, 10, (28, 28)), 0, 255).astype(np.uint8)
+            image_grid.write_png(root / split / f"{i:03d}.png", image[..., None])
+    return f"folder:{root}"
+
+
+@pytest.fixture(scope="module")
 def vae():
     """A tiny initialized w1a1 ResNetVAE (tests/tiny.py), shared by a module's tests."""
     import tiny

@@ -98,10 +98,11 @@ def test_flowpp_step_without_grappler_gives_the_rewritten_steps_numbers(precisio
         np.testing.assert_allclose(value, ref, rtol=1e-4, atol=1e-6)
 
 
-def test_only_flowpps_cpu_tf_function_step_runs_without_grappler():
+def test_only_flowpps_cpu_tf_function_step_and_sampling_run_without_grappler():
     images = tiny.tiny_images(4)
     for name, jit, expected in (("flowpp", False, True), ("flowpp", True, False), ("resnet_vae", False, False)):
         model = tiny.tiny_model(name, "w1a1", images=images, seed=0)
         model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), jit_compile=jit)
         assert getattr(model.make_train_function(), "grappler_off", False) is expected, (name, jit)
         assert model.make_train_function() is model.train_function  # wrapped once, kept
+        assert getattr(model._sample_fn, "grappler_off", False) is (name == "flowpp"), name  # sampling too

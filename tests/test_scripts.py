@@ -21,21 +21,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {model: tiny.overrides(model) for model in tiny.MODELS}
 
 
-@pytest.fixture(scope="module")
-def png_folder(tmp_path_factory):
-    """A folder dataset: 28x28 grey PNGs, train/ (64) and test/ (16)."""
-    root = tmp_path_factory.mktemp("pngs")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:28, :28]
-    for split, n in (("train", 64), ("test", 16)):
-        os.makedirs(root / split)
-        for i in range(n):
-            blob = 200 * np.exp(-((yy - 14 - i % 5) ** 2 + (xx - 14) ** 2) / 40.0)
-            image = np.clip(blob + rng.normal(0, 10, (28, 28)), 0, 255).astype(np.uint8)
-            image_grid.write_png(root / split / f"{i:03d}.png", image[..., None])
-    return f"folder:{root}"
-
-
 def _run(args, timeout=600, env=None, returncode=0):
     environ = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,

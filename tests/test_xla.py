@@ -19,7 +19,6 @@ import pytest
 import tensorflow as tf
 
 import keras_bdgm
-from keras_bdgm import image_grid
 from keras_bdgm.models import FlowPlusPlus, ResNetVAE
 
 import tiny
@@ -191,14 +190,6 @@ def test_the_cached_xla_step_gives_the_tf_function_steps_numbers_and_survives_ba
     assert os.path.exists(str(entry) + ".sha256") and keras_bdgm.xla_cache.prune(str(entry.parent)) == []
 
 
-def _png_folder(root, n=16):
-    for split in ("train", "test"):
-        os.makedirs(root / split)
-        for i, image in enumerate(tiny.tiny_images(n, shape=(28, 28, 1))):
-            image_grid.write_png(root / split / f"{i:03d}.png", image)
-    return f"folder:{root}"
-
-
 def _run_config(tmp_path, **fields):
     from keras_bdgm.runs import experiment
     settings = dict(model="resnet_vae", precision="w1a1", dataset="fashion_mnist", epochs=3, steps_per_epoch=2,
@@ -223,7 +214,7 @@ def test_a_run_compiles_with_xla_when_enough_steps_are_ahead(tmp_path, monkeypat
     assert experiment._jit_compile(flow_config, _tiny_flow(), done) is jit_compile
 
 
-def test_a_long_enough_run_trains_its_vae_with_xla(tmp_path, monkeypatch):
+def test_a_long_enough_run_trains_its_vae_with_xla(tmp_path, monkeypatch, png_folder):
     from keras_bdgm.runs import experiment
     monkeypatch.setattr(ResNetVAE, "xla_break_even_steps", 4)
     seen = []
@@ -232,7 +223,7 @@ def test_a_long_enough_run_trains_its_vae_with_xla(tmp_path, monkeypatch):
         def on_train_begin(self, logs=None):
             seen.append(self.model.jit_compile)
 
-    dataset = _png_folder(tmp_path / "pngs")
+    dataset = png_folder
     report = experiment.train(_run_config(tmp_path, dataset=dataset, epochs=2), callbacks=[Record()])
     assert seen == [True]
     assert np.isfinite(report["test_bits_per_dim"]) and len(report["train_bits_per_dim"]) == 2

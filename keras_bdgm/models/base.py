@@ -301,11 +301,16 @@ class GenerativeModel(tf.keras.Model):
             with self.distribute_strategy.scope():
                 build_optimizer(optimizer, self.trainable_variables)
         function = super().make_train_function(force=force)
-        if (not self.grappler_on_cpu and not getattr(function, "grappler_off", False)
-                and not self.run_eagerly and not self.jit_compile
-                and self.distribute_strategy.num_replicas_in_sync == 1 and grappler_off_helps()):
-            function = self.train_function = without_grappler(function)
+        if not self.run_eagerly and not self.jit_compile and self.distribute_strategy.num_replicas_in_sync == 1:
+            function = self.train_function = self._grappler_off_for(function)
         return function
+
+    def _grappler_off_for(self, function):
+        """`function` called with Grappler off (`keras_bdgm.models.grappler`) where this model
+        asks for it (`grappler_on_cpu = False`) and the host has no GPU or TPU; else itself."""
+        if self.grappler_on_cpu or getattr(function, "grappler_off", False) or not grappler_off_helps():
+            return function
+        return without_grappler(function)
 
     def _update_loss_trackers(self, losses):
         for tracker in self._loss_trackers:

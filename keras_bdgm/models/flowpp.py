@@ -53,7 +53,6 @@ from keras_bdgm.bijectors import (
     CouplingConfig, CouplingSteps, Dequantizer, chain, channel_split, forward_and_log_det,
     logit_preprocess, squeeze, standard_normal_log_prob, stripe_split,
 )
-from keras_bdgm.models.grappler import grappler_off_helps, without_grappler
 from keras_bdgm.models.noise import stateless_normal
 from keras_bdgm.precision import parse as parse_precision
 from keras_bdgm.models.presets import preset_config, resolve
@@ -216,9 +215,7 @@ class FlowPlusPlus(GenerativeModel):
             self._log_weights(tf.zeros((1, *self.image_shape)), training=False, seed=0)
         self.built = True
         # `sample`'s graph: traced once per n; temperature and seed are tensor arguments.
-        self._sample_fn = tf.function(self._sample_images, autograph=False)
-        if not self.grappler_on_cpu and grappler_off_helps():
-            self._sample_fn = without_grappler(self._sample_fn)
+        self._sample_fn = self._grappler_off_for(tf.function(self._sample_images, autograph=False))
 
     @property
     def latent_shape(self):

@@ -3,8 +3,8 @@
 Before a `tf.function`'s graph first runs, Grappler rewrites it (constant folding, the
 remapper's fused ops, layout and arithmetic passes). For a large graph on a CPU this costs
 more than it saves: Flow++'s train step (about 14,500 ops at the issue configuration of
-BENCHMARKS.md) spends 5.1-5.7 s in its first call with Grappler, 2.6-2.9 s without, and
-its later steps run as fast either way. On a GPU the layout pass matters, so there it stays.
+BENCHMARKS.md) spends 4-7 s in its first call with Grappler, 2.0-2.5 s without, and its
+later steps run as fast either way. On a GPU the layout pass matters, so there it stays.
 
 `without_grappler(f)` returns a function that calls `f` with Grappler off for that call
 only: TensorFlow takes a function call's session options from the calling thread

@@ -1,6 +1,7 @@
 """Random noise (Gaussian, uniform, logistic; split seeds) that is the same with and without XLA.
 
-`tf.random.stateless_normal` (and `stateless_uniform`, and TFP's `split_seed` built on it) gives other numbers under XLA (`jit_compile=True`) than in a
+`tf.random.stateless_normal` (and `stateless_uniform`, TFP's `split_seed` built on it, and
+`tf.random.Generator.uniform`) gives other numbers under XLA (`jit_compile=True`) than in a
 plain TensorFlow graph, for the same seed (TF 2.21): XLA reads a seed with a negative half as
 unsigned where TF's kernel sign-extends it (another Philox stream, for about 3 in 4 of the
 seeds `noise_seed()` draws), and it turns the random bits into floats another way. A model

@@ -157,8 +157,9 @@ class ResNetVAE(GenerativeModel):
     """
 
     loss_names = ("bits_per_dim", "kl", "distortion")
-    # XLA makes the step 1.2-1.45x faster on CPU (BENCHMARKS.md) and costs 12-13 s more start-up
-    # (5 s with the compilation cache warm): repaid after 130-400 steps; a run with 1,000
+    # On 2 CPU cores XLA's step is 1.1-1.3x the tf.function step and its compilation adds
+    # 6-11 s to the first step (about 2 s with the persistent cache warm): repaid after
+    # 130-400 steps (BENCHMARKS.md, "Start-up with Grappler off"), so a run with 1,000
     # steps ahead compiles with XLA. Its noise is the tf.function step's (`noise`).
     xla_break_even_steps = 1000
 

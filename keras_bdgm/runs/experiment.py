@@ -80,7 +80,7 @@ def _jit_compile(config, model, done):
     (the model's default)."""
     if config.jit_compile is not None:
         return config.jit_compile
-    break_even = getattr(model, "xla_break_even_steps", None)
+    break_even = model.xla_break_even_steps
     steps_left = (config.epochs - done) * config.steps_per_epoch
     if break_even is not None and steps_left >= break_even and model.distribute_strategy.num_replicas_in_sync == 1:
         return True
