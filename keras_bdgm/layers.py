@@ -337,8 +337,8 @@ class BWNConv2D(_FoldedConv2D, _BinaryWeightNorm, lq.layers.QuantConv2D):
         with lq.context.quantized_scope(True):
             kernel = tf.convert_to_tensor(self.kernel)  # sign(v), straight-through to v
         if self.negated_pair_input:
-            half = kernel.shape[2] // 2
-            kernel = kernel[:, :, :half] - kernel[:, :, half:]
+            positive, negative = tf.split(kernel, 2, axis=2)  # (a split's gradient is one concat)
+            kernel = positive - negative
         return inputs, kernel
 
     def _convolve(self, x, kernel):

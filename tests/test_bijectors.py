@@ -247,6 +247,10 @@ def test_mixture_log_pdf_and_log_cdf_match_numpy():
     np.testing.assert_allclose(mixlog.log_survival(x, logits, means, log_scales), log_sf, rtol=1e-10)
     np.testing.assert_allclose(mixlog.logit_cdf(x, logits, means, log_scales), log_cdf - log_sf,
                                rtol=1e-10)
+    # The three at once (the coupling's forward pass) are the same functions.
+    together = mixlog.log_pdf_cdf_survival(x, logits, means, log_scales)
+    for got, expected in zip(together, (log_pdf, log_cdf, log_sf)):
+        np.testing.assert_allclose(got, expected, rtol=1e-10)
     # The pdf is the derivative of the CDF.
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
@@ -544,3 +548,39 @@ def test_flowpp_rebuilt_from_get_config_has_the_same_weight_names_and_outputs(pr
     assert twin.dequantizer.get_config() == model.dequantizer.get_config()
     twin.set_weights(model.get_weights())
     np.testing.assert_array_equal(twin.log_prob(x, seed=2).numpy(), model.log_prob(x, seed=2).numpy())
+
+
+def test_swap_halves_exchanges_the_channel_halves_and_its_gradient_swaps_back():
+    x = tf.constant(np.random.default_rng(3).normal(size=(2, 3, 2, 6)))
+    swap = kb.swap_halves(6)
+    expected = np.concatenate([x.numpy()[..., 3:], x.numpy()[..., :3]], axis=-1)
+    np.testing.assert_array_equal(swap.forward(x).numpy(), expected)
+    np.testing.assert_array_equal(swap.inverse(x).numpy(), expected)
+    weights = tf.constant(np.arange(6.0))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(swap.forward(x) * weights)
+    np.testing.assert_array_equal(tape.gradient(loss, x).numpy()[0, 0, 0], [3, 4, 5, 0, 1, 2])
+    assert float(swap.forward_log_det_jacobian(x, event_ndims=3)) == 0.0
+    with pytest.raises(ValueError, match="swaps the halves of 4 channels"):
+        kb.swap_halves(4).forward(x)
+    with pytest.raises(ValueError, match="even channel count"):
+        kb.swap_halves(5)
+
+
+def test_shapes_are_static_where_known_and_computed_where_not():
+    from keras_bdgm.bijectors import shapes
+
+    x = np.zeros((2, 3, 4, 5, 6), np.float32)
+    assert shapes.shape(tf.constant(x)) == [2, 3, 4, 5, 6]
+    assert shapes.batch_shape(tf.constant(x), 3) == [2, 3]
+    assert shapes.shape_then(tf.constant(x), 7) == [2, 3, 4, 5, 6, 7]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 4, 5, 6])])
+    def unknown_batch(t):
+        return (shapes.shape(t), shapes.batch_shape(t, 3), shapes.shape_then(t, 7),
+                tf.shape(shapes.flatten_batch(t)))
+
+    got = [v.numpy().tolist() for v in unknown_batch(x)]
+    assert got == [[2, 3, 4, 5, 6], [2, 3], [2, 3, 4, 5, 6, 7], [6, 4, 5, 6]]
+    assert shapes.flatten_batch(tf.constant(x)).shape.as_list() == [6, 4, 5, 6]

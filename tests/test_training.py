@@ -53,6 +53,72 @@ def test_non_finite_gradient_is_skipped_and_weights_stay_finite():
     assert history.history["skipped_steps"] == [2.0]
 
 
+class _BatchScaledLinear(GenerativeModel):
+    """objective = <theta, c> * mean(x): its gradient is c * mean(x), one per batch."""
+
+    def __init__(self, c, **kwargs):
+        super().__init__((2, 2, 1), **kwargs)
+        self.c = tf.constant(c, tf.float32)
+        self.theta = tf.Variable(tf.ones_like(self.c), name="theta")
+
+    def compute_losses(self, x, training=False):
+        return {"bits_per_dim": tf.reduce_sum(self.theta * self.c) * tf.reduce_mean(x)}
+
+
+def _numpy_adam_with_clip_and_skip(c, batch_means, lr, clip_norm, skip_threshold,
+                                   beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """Adam by its formulas, float64: theta, m, v after each batch (skipped: unchanged)."""
+    theta, m, v, states = np.ones_like(c), np.zeros_like(c), np.zeros_like(c), []
+    for t, mean in enumerate(batch_means, start=1):
+        g = c * mean
+        norm = np.linalg.norm(g)
+        if norm <= skip_threshold:
+            g = g * clip_norm * min(1.0 / norm, 1.0 / clip_norm)
+            m = beta_1 * m + (1 - beta_1) * g
+            v = beta_2 * v + (1 - beta_2) * g ** 2
+            theta = theta - lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t) * m / (np.sqrt(v) + epsilon)
+        states.append((theta, m, v))
+    return states
+
+
+def test_legacy_adam_clips_like_numpy_adam_and_a_skipped_step_changes_nothing(monkeypatch):
+    """Runs train with Keras' legacy Adam, whose skip is its own update made the identity
+    (`updates` module docstring): numpy's Adam gives the same weights and moments, a skipped
+    step leaves them bit for bit, and the conditional update gives the same bits."""
+    from keras_bdgm.models import updates
+
+    c = np.array([0.3, -0.4, 0.5], np.float32)
+    batch_means = [1.0, 4.0, 255.0, 2.0, 255.0, 1.0]   # norms 0.71, 2.8 (clipped), 180 (skipped), ...
+    images = np.concatenate([np.full((1, 2, 2, 1), mean, np.uint8) for mean in batch_means])
+
+    def train(conditional):
+        if conditional:
+            monkeypatch.setattr(updates, "_skips_by_coefficients", lambda *args: False)
+        model = _BatchScaledLinear(c, clip_norm=1.0, skip_threshold=100.0)
+        model.compile(tf.keras.optimizers.legacy.Adam(0.01))
+        states = []
+        for i in range(len(batch_means)):
+            model.fit(images[i:i + 1], epochs=1, batch_size=1, verbose=0)
+            m, v = (model.optimizer.get_slot(model.theta, name).numpy() for name in ("m", "v"))
+            states.append((model.theta.numpy(), m, v))
+        monkeypatch.undo()
+        return states, int(model.optimizer.iterations.numpy())
+
+    masked, iterations = train(conditional=False)
+    expected = _numpy_adam_with_clip_and_skip(c.astype(np.float64), batch_means, 0.01, 1.0, 100.0)
+    for got, want in zip(masked, expected):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
+    for skipped in (2, 4):
+        for a, b in zip(masked[skipped], masked[skipped - 1]):
+            np.testing.assert_array_equal(a, b)
+    assert iterations == len(batch_means)
+    conditional, _ = train(conditional=True)
+    for got, want in zip(masked, conditional):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_test_step_reports_losses_only():
     model = LinearLoss(np.array([1.0, 1.0], np.float32))
     model.compile(tf.keras.optimizers.SGD(0.1))

@@ -33,6 +33,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_bdgm.bijectors import mixture_logistic as mixlog
+from keras_bdgm.bijectors import shapes
 from keras_bdgm.bijectors.config import CouplingConfig
 from keras_bdgm.blocks import GatedAttention, GatedResidualBlock
 from keras_bdgm.init import init_scales
@@ -138,13 +139,13 @@ class MixLogisticCoupling(tfb.Bijector):
 
     def _params(self, x1):
         """(a, b, logits, means, log_scales); the mixture ones with a trailing K axis."""
-        flat = tf.reshape(x1, tf.concat([[-1], tf.shape(x1)[-3:]], axis=0))
+        flat = shapes.flatten_batch(x1)
         context = self.context
         if context is not None:
-            context = tf.reshape(context, tf.concat([[-1], tf.shape(context)[-3:]], axis=0))
+            context = shapes.flatten_batch(context)
         raw = self.layer(flat, context=context, training=self.training)
         k = self.layer.config.num_components
-        raw = tf.reshape(raw, tf.concat([tf.shape(x1), [2 + 3 * k]], axis=0))
+        raw = tf.reshape(raw, shapes.shape_then(x1, 2 + 3 * k))
         raw = tf.cast(raw, x1.dtype)
         a, b, logits, means, log_scales = tf.split(raw, [1, 1, k, k, k], axis=-1)
         a, b = tf.tanh(tf.squeeze(a, -1)), tf.squeeze(b, -1)
@@ -155,10 +156,9 @@ class MixLogisticCoupling(tfb.Bijector):
         """(y, log|det dy/dx| per event) from one evaluation of the layer's network."""
         x1, x2 = self._split(x)
         a, b, logits, means, log_scales = self._params(x1)
-        lcdf = mixlog.log_cdf(x2, logits, means, log_scales)
-        lsf = mixlog.log_survival(x2, logits, means, log_scales)
+        lpdf, lcdf, lsf = mixlog.log_pdf_cdf_survival(x2, logits, means, log_scales)
         y2 = (lcdf - lsf) * tf.exp(a) + b
-        elementwise = mixlog.log_pdf(x2, logits, means, log_scales) - lcdf - lsf + a
+        elementwise = lpdf - lcdf - lsf + a
         return tf.concat([x1, y2], axis=-1), tf.reduce_sum(elementwise, axis=[-3, -2, -1])
 
     def _forward(self, x):

@@ -22,8 +22,11 @@ gradient) than the grouped einsum "...gi,gij->...gj", with the same values. The 
 [2] Ho et al. Flow++. 2019. https://arxiv.org/abs/1902.00275
 """
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+
+from keras_bdgm.bijectors import shapes
 
 
 tfb = tfp.bijectors
@@ -49,7 +52,10 @@ def log_abs_det(matrix):
 def block_diagonal(kernels):
     """[G, c, c] -> the [G*c, G*c] matrix with W_1, ..., W_G on its diagonal, zeros elsewhere."""
     groups, c = kernels.shape[0], kernels.shape[-1]
-    blocks = tf.eye(groups, dtype=kernels.dtype)[:, None, :, None] * kernels[:, :, None, :]  # [g, i, h, j]
+    if groups == 1:
+        return tf.reshape(kernels, [c, c])
+    eye = tf.constant(np.eye(groups).reshape([groups, 1, groups, 1]), dtype=kernels.dtype)
+    blocks = eye * tf.expand_dims(kernels, 2)  # [g, i, h, j]
     return tf.reshape(blocks, [groups * c, groups * c])
 
 
@@ -110,9 +116,9 @@ class InvertibleConv1x1(tfb.Bijector):
                              parameters=parameters, name=name)
 
     def _apply(self, x, kernel):
-        shape = tf.shape(x)
-        pixels = tf.reshape(x, [-1, shape[-1]])
-        return tf.reshape(tf.matmul(pixels, block_diagonal(kernel)), shape)
+        channels = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+        pixels = tf.reshape(x, [-1, channels])
+        return tf.reshape(tf.matmul(pixels, block_diagonal(kernel)), shapes.shape(x))
 
     def _forward(self, x):
         return self._apply(x, self.layer.kernel)
@@ -121,11 +127,13 @@ class InvertibleConv1x1(tfb.Bijector):
         return self._apply(y, tf.linalg.inv(self.layer.kernel))
 
     def _ldj(self, t):
-        shape = tf.shape(t)
-        pixels = tf.cast(shape[-3] * shape[-2], t.dtype)
+        if t.shape[-3:].is_fully_defined():
+            pixels = tf.constant(t.shape[-3] * t.shape[-2], t.dtype)
+        else:
+            pixels = tf.cast(tf.reduce_prod(tf.shape(t)[-3:-1]), t.dtype)
         # A tensor, not the variable: custom_gradient must not see a (mirrored) variable.
         log_det = tf.reduce_sum(log_abs_det(tf.convert_to_tensor(self.layer.kernel)))
-        return tf.broadcast_to(pixels * log_det, shape[:-3])
+        return tf.broadcast_to(pixels * log_det, shapes.batch_shape(t, 3))
 
     def _forward_log_det_jacobian(self, x):
         return self._ldj(x)

@@ -21,6 +21,7 @@ the batch. The variables live in a Keras layer (`NormalizeLayer`) held by the bi
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from keras_bdgm.bijectors import shapes
 from keras_bdgm.init import DataDependentInit
 
 tfb = tfp.bijectors
@@ -96,7 +97,7 @@ class Normalize(tfb.Bijector):
         return (y - self.layer.shift) * tf.exp(-self.layer.log_scale)
 
     def _ldj(self, t):
-        batch_shape = tf.shape(t)[: tf.rank(t) - len(self.layer.event_shape)]
+        batch_shape = shapes.batch_shape(t, len(self.layer.event_shape))
         return tf.broadcast_to(tf.reduce_sum(self.layer.log_scale), batch_shape)
 
     def _forward_log_det_jacobian(self, x):
