@@ -35,6 +35,7 @@ import tensorflow_probability as tfp
 from keras_bdgm.bijectors import mixture_logistic as mixlog
 from keras_bdgm.bijectors import shapes
 from keras_bdgm.bijectors.config import CouplingConfig
+from keras_bdgm.bijectors.shared import shared_in_graphs
 from keras_bdgm.blocks import GatedAttention, GatedResidualBlock
 from keras_bdgm.init import init_scales
 from keras_bdgm.layers import WNConv2D
@@ -105,6 +106,16 @@ class CouplingNetwork(MixLogisticCouplingLayer):
     then hold (as this class, Keras finds their weights under its old snake_case name)."""
 
 
+@shared_in_graphs
+def _transform_and_log_det(x2, a, b, logits, means, log_scales):
+    """(y2, log|det| per event) of the coupling's transform of x2 given its parameters
+    (traced once for every coupling of a graph, its gradient too: `shared_in_graphs`)."""
+    lpdf, lcdf, lsf = mixlog.log_pdf_cdf_survival(x2, logits, means, log_scales)
+    y2 = (lcdf - lsf) * tf.exp(a) + b
+    elementwise = lpdf - lcdf - lsf + a
+    return y2, tf.reduce_sum(elementwise, axis=[-3, -2, -1])
+
+
 class MixLogisticCoupling(tfb.Bijector):
     """y2 = logit(MixLogisticCDF(x2; theta(x1))) * exp(a) + b on a pair [..., 2c].
 
@@ -156,10 +167,8 @@ class MixLogisticCoupling(tfb.Bijector):
         """(y, log|det dy/dx| per event) from one evaluation of the layer's network."""
         x1, x2 = self._split(x)
         a, b, logits, means, log_scales = self._params(x1)
-        lpdf, lcdf, lsf = mixlog.log_pdf_cdf_survival(x2, logits, means, log_scales)
-        y2 = (lcdf - lsf) * tf.exp(a) + b
-        elementwise = lpdf - lcdf - lsf + a
-        return tf.concat([x1, y2], axis=-1), tf.reduce_sum(elementwise, axis=[-3, -2, -1])
+        y2, log_det = _transform_and_log_det(x2, a, b, logits, means, log_scales)
+        return tf.concat([x1, y2], axis=-1), log_det
 
     def _forward(self, x):
         return self.forward_and_log_det(x)[0]
