@@ -50,7 +50,7 @@ class DevelopWithStartupHook(develop):
 
 setup(
     name="keras-bdgm",
-    version="0.3.0",
+    version="0.3.1",
     description=(
         "Binary deep generative models (Flow++, ResNet VAE) with 1-bit weights and "
         "activations, on Keras 2, larq and TensorFlow Probability."

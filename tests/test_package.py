@@ -109,3 +109,25 @@ def test_without_the_hook_larq_first_fails_inside_larq():
     _larq_hook_installed()
     out = _run("import larq", KERAS_BDGM_NO_LARQ_HOOK="1")
     assert out.returncode != 0 and "AttributeError" in out.stderr
+
+
+def _onednn_state(env):
+    script = ("import keras_bdgm, os\nfrom keras_bdgm import _onednn\n"
+              "print('STATE', os.environ.get('TF_ENABLE_ONEDNN_OPTS'), _onednn.enabled())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         env={**{k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}, **env})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return next(line for line in out.stdout.splitlines() if line.startswith("STATE")).split()[1:]
+
+
+def test_importing_keras_bdgm_turns_on_onednn_unless_the_user_set_the_variable():
+    assert _onednn_state({}) == ["1", "True"]
+    assert _onednn_state({"TF_ENABLE_ONEDNN_OPTS": "0"}) == ["0", "False"]
+
+
+def test_prefer_onednn_leaves_a_loaded_tensorflow_and_a_set_variable_alone(monkeypatch):
+    from keras_bdgm import _onednn
+
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    assert _onednn.prefer_onednn() is False  # TensorFlow is loaded in this process
+    assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ

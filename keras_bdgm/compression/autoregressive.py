@@ -204,7 +204,9 @@ class AutoregressiveCodec(ImageCodec):
     @staticmethod
     def _corrupt_message():
         return ("The data is corrupt or was written by other arithmetic: decoding did not end on an empty "
-                "stack. Decode on the same kind of machine and keras_bdgm/constriction versions that encoded it.")
+                "stack. Decode on the same kind of machine and keras_bdgm/constriction versions that encoded it, "
+                "with the same TF_ENABLE_ONEDNN_OPTS setting (keras_bdgm before 0.3.1 used Eigen's kernels on "
+                "CPUs without AVX-512).")
 
     # ------------------------------------------------------------------ one stack per image
 

@@ -388,6 +388,7 @@ class BitsBackCodec(ImageCodec):
             raise ValueError(
                 "Decoding did not end on the initial stack, so the images may be wrong: the file is corrupt, "
                 "or it was encoded on a machine whose network arithmetic differs from this one "
-                f"(another CPU architecture or TensorFlow build){other}."
+                "(another CPU architecture or TensorFlow build, or another TF_ENABLE_ONEDNN_OPTS setting: "
+                f"keras_bdgm before 0.3.1 used Eigen's kernels on CPUs without AVX-512){other}."
             )
         return images
