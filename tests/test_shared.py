@@ -72,3 +72,21 @@ def test_the_root_finder_is_traced_once_or_twice_for_many_couplings_in_a_graph()
         assert bool(tf.reduce_all(converged))
         np.testing.assert_allclose(mixlog.logit_cdf(x, *p).numpy(), y.numpy(), atol=2e-4)
     assert mixlog._inverse_logit_cdf.traced.experimental_get_tracing_count() - before <= 2  # pylint: disable=protected-access
+
+
+def test_inlined_traces_the_function_into_the_graph_on_this_thread_only_while_inside():
+    from keras_bdgm.bijectors import shared as shared_module
+
+    calls = []
+    fn = shared_in_graphs(lambda x: calls.append(1) or x * 2)
+
+    @tf.function(autograph=False)
+    def twice(x):
+        with shared_module.inlined(True):
+            a, b = fn(x), fn(x + 1)
+        return a + b + fn(x + 2)
+
+    assert float(twice(tf.constant(1.0))) == 2 + 4 + 6
+    assert len(calls) == 3 and fn.traced.experimental_get_tracing_count() == 1  # two inline, one shared
+    with shared_module.inlined(False):
+        assert not getattr(shared_module._INLINE, "on", False)  # pylint: disable=protected-access

@@ -35,6 +35,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_bdgm.bijectors import shared
 from keras_bdgm.images import check_images
 from keras_bdgm.models.importance import (  # noqa: F401  (public here too)
     IWAE_CHUNK_ROWS, ImportanceChunk, check_num_samples, check_positive_int, importance_bound,
@@ -327,7 +328,7 @@ class GenerativeModel(tf.keras.Model):
         # same noise (each replica is traced separately; the second seed half separates them).
         self._replica_draws = 0
         x = self.check_images(images_from(data))
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, shared.inlined(self.jit_compile):  # XLA: math inline
             losses = self.compute_losses(x, training=True)
             objective = losses[self.loss_names[0]]
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -348,4 +349,5 @@ class GenerativeModel(tf.keras.Model):
     @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         x = self.check_images(images_from(data))
-        return self._update_loss_trackers(self.compute_losses(x, training=False))
+        with shared.inlined(self.jit_compile):  # XLA compiles shared function calls slowly
+            return self._update_loss_trackers(self.compute_losses(x, training=False))
