@@ -33,8 +33,8 @@ flags.DEFINE_enum("learning_rate_decay", None, ["cosine"],
                   "cosine: decay the learning rate to 0 over the run (default: the model's recipe).")
 flags.DEFINE_string("warm_start", None, "A finished run's model_dir or a .keras file of the same model: "
                     "its weights start this run (e.g. to fine-tune it with --learning_rate_decay=cosine).")
-flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA (default: XLA when the run has at least the "
-                  "model's break-even number of steps ahead, the ResNet VAE's 1,000; else tf.function); "
+flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA (default: tf.function; XLA only when the run has "
+                  "at least the model's break-even number of steps ahead, where a model sets one: none does now); "
                   "keras_bdgm.xla_cache keeps the compiled step for the next process.")
 flags.DEFINE_string("tpu", None, "TPU name or address, with --strategy=tpu.")
 flags.DEFINE_string("eval_split", None, "Split for the test bits/dim (default: test; for a flat image folder, "

@@ -117,8 +117,17 @@ def test_sample_grid_logs_and_skips_a_grid_it_cannot_draw(tmp_path, caplog):
 
 def test_divergence_guard_stops_on_non_finite_objective_or_mostly_skipped_epoch():
     guard = callbacks.DivergenceGuard(steps_per_epoch=4)
+    model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+    guard.set_model(model)
     guard.on_epoch_begin(1)
     guard.on_train_batch_end(0, {"bits_per_dim": 5.0, "skipped_steps": 2.0})  # half: still fine
+    # NaN while every step so far was skipped (the model's mean leaves those out): the count judges
+    guard.on_train_batch_end(0, {"bits_per_dim": math.nan, "skipped_steps": 1.0})
+    guard.on_train_batch_end(1, {"bits_per_dim": math.nan, "skipped_steps": 2.0})
+    # ... unless the weights are not finite: then every later step would be skipped too
+    model.layers[0].kernel.assign([[math.nan], [1.0]])
+    with pytest.raises(errors.DivergedError, match="epoch 2, step 1: bits_per_dim is nan"):
+        guard.on_train_batch_end(0, {"bits_per_dim": math.nan, "skipped_steps": 1.0})
     for logs, expected in [({"bits_per_dim": math.nan}, "epoch 2, step 2: bits_per_dim is nan"),
                            ({"bits_per_dim": math.inf}, "bits_per_dim is inf"),
                            ({"bits_per_dim": 6e14, "skipped_steps": 3.0}, "3 of the epoch's 4 updates were skipped")]:

@@ -119,6 +119,47 @@ def test_legacy_adam_clips_like_numpy_adam_and_a_skipped_step_changes_nothing(mo
             np.testing.assert_array_equal(a, b)
 
 
+class _PoisonedBatch(_BatchScaledLinear):
+    """_BatchScaledLinear whose objective (and so its gradient) is NaN on a batch of mean 3."""
+
+    def compute_losses(self, x, training=False):
+        mean = tf.reduce_mean(x)
+        poison = tf.where(tf.equal(mean, 3.0), float("nan"), 1.0)
+        return {"bits_per_dim": tf.reduce_sum(self.theta * self.c) * mean * poison}
+
+
+def test_a_skipped_non_finite_step_is_left_out_of_the_epochs_means():
+    """One NaN batch among finite ones: its update is skipped and the epoch's bits_per_dim
+    and grad_norm are the means of the other steps (numpy SGD), not NaN."""
+    c = np.array([0.3, -0.4], np.float64)
+    batch_means = [1.0, 3.0, 2.0, 4.0]
+    images = np.concatenate([np.full((1, 2, 2, 1), mean, np.uint8) for mean in batch_means])
+    model = _PoisonedBatch(c.astype(np.float32), clip_norm=1e6, skip_threshold=1e6)
+    model.compile(tf.keras.optimizers.SGD(0.1))
+    history = model.fit(images, epochs=1, batch_size=1, shuffle=False, verbose=0).history
+    theta, losses, norms = np.ones(2), [], []
+    for mean in batch_means:
+        if mean == 3.0:
+            continue  # skipped: theta unchanged, loss and norm left out
+        losses.append(theta @ c * mean)
+        norms.append(np.linalg.norm(c * mean))
+        theta = theta - 0.1 * c * mean
+    assert history["skipped_steps"] == [1.0]
+    np.testing.assert_allclose(history["bits_per_dim"][0], np.mean(losses), rtol=1e-5)
+    np.testing.assert_allclose(history["grad_norm"][0], np.mean(norms), rtol=1e-5)
+    np.testing.assert_allclose(model.theta.numpy(), theta, rtol=1e-5)
+    # evaluation still shows a NaN loss as NaN
+    assert math.isnan(model.evaluate(images[1:2], batch_size=1, verbose=0))
+
+
+def test_the_epochs_mean_is_nan_while_every_step_was_skipped():
+    model = _PoisonedBatch(np.array([1.0, 1.0], np.float32))
+    model.compile(tf.keras.optimizers.SGD(0.1))
+    history = model.fit(np.full((2, 2, 2, 1), 3, np.uint8), epochs=1, batch_size=1, verbose=0).history
+    assert history["skipped_steps"] == [2.0] and math.isnan(history["bits_per_dim"][0])
+    np.testing.assert_array_equal(model.theta.numpy(), 1.0)
+
+
 def test_test_step_reports_losses_only():
     model = LinearLoss(np.array([1.0, 1.0], np.float32))
     model.compile(tf.keras.optimizers.SGD(0.1))

@@ -8,7 +8,8 @@ once:
   batch means in bits per dimension, at least `bits_per_dim`). Training takes its gradient,
   clips it to global norm `clip_norm` and skips the update when the pre-clip norm is
   non-finite or above `skip_threshold` (counted by the `skipped_steps` metric; the norm is
-  the `grad_norm` metric). The skip is decided in cross-replica context after the gradients
+  the `grad_norm` metric). A non-finite loss or norm is left out of the epoch's running
+  means (they average the finite ones), so one bad batch does not make them NaN. The skip is decided in cross-replica context after the gradients
   are summed over replicas, so it also holds under `tf.distribute` strategies.
 * `log_prob(x, num_samples, seed, samples_per_chunk)`: the importance-weighted bound from
   the model's per-sample log-weights, in chunks of samples.
@@ -42,7 +43,9 @@ from keras_bdgm.models.importance import (  # noqa: F401  (public here too)
     importance_chunks)
 from keras_bdgm.models.grappler import grappler_off_helps, without_grappler
 from keras_bdgm.models.seeds import stateless_seed
-from keras_bdgm.models.updates import apply_gradients_or_skip, build_optimizer
+from keras_bdgm.models.updates import (
+    StepMean, apply_gradients_or_skip, build_optimizer, finite_value, finite_weight,
+)
 
 
 def images_from(data):
@@ -128,9 +131,9 @@ class GenerativeModel(tf.keras.Model):
         self.rng = tf.random.Generator.from_seed(int(np.random.randint(2**31 - 1)))
         self._base_seed = int(np.random.randint(2**31 - 1))
         self._replica_draws = 0
-        self._loss_trackers = [tf.keras.metrics.Mean(name) for name in self.loss_names]
+        self._loss_trackers = [StepMean(name) for name in self.loss_names]
         self._skipped_tracker = tf.keras.metrics.Sum("skipped_steps")
-        self._grad_norm_tracker = tf.keras.metrics.Mean("grad_norm")
+        self._grad_norm_tracker = StepMean("grad_norm")
 
     def noise_seed(self):
         """A fresh int32[2] seed for stateless random ops (`tf.random.stateless_*`).
@@ -313,9 +316,15 @@ class GenerativeModel(tf.keras.Model):
             return function
         return without_grappler(function)
 
-    def _update_loss_trackers(self, losses):
+    def _update_loss_trackers(self, losses, finite_only=False):
+        """Adds a step's losses to the running means; `finite_only` (training) leaves out a
+        non-finite loss, whose update was skipped (`keras_bdgm.models.updates`)."""
         for tracker in self._loss_trackers:
-            tracker.update_state(losses[tracker.name])
+            value = losses[tracker.name]
+            if finite_only:
+                tracker.update_state(finite_value(value), sample_weight=finite_weight(value))
+            else:
+                tracker.update_state(value)
         return {t.name: t.result() for t in self._loss_trackers}
 
     # Not converted by AutoGraph: the step has no tensor-dependent Python control flow (the
@@ -341,8 +350,8 @@ class GenerativeModel(tf.keras.Model):
         )
         # Every replica makes the same decision; count it once.
         self._skipped_tracker.update_state(skipped / replicas)
-        self._grad_norm_tracker.update_state(norm)
-        logs = self._update_loss_trackers(losses)
+        self._grad_norm_tracker.update_state(finite_value(norm), sample_weight=finite_weight(norm))
+        logs = self._update_loss_trackers(losses, finite_only=True)
         logs.update(skipped_steps=self._skipped_tracker.result(), grad_norm=self._grad_norm_tracker.result())
         return logs
 

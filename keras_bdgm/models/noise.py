@@ -94,12 +94,17 @@ def _unit_floats(bits):
 def stateless_uniform(shape, seed, minval=0.0, maxval=1.0):
     """`tf.random.stateless_uniform(shape, seed, minval, maxval)` (float32), the same values
     with or without XLA: u = minval + (maxval - minval) * (bits & 0x7FFFFF) / 2^23, one
-    Philox uint32 per value."""
+    Philox uint32 per value.
+
+    u is kept at or above `minval` explicitly: graph optimizers (Grappler's constant folding,
+    XLA's simplifier) reassociate (f - 1) * (maxval - minval) + minval, and with
+    minval = float32's smallest normal and maxval = 1 that gave f * 1 - 1 = 0 where the
+    mantissa bits were 0, so log(u) was -inf."""
     key, counter = philox_key_counter(seed)
     shape = tf.cast(shape, tf.int32)
     bits = tf.raw_ops.StatelessRandomUniformFullIntV2(
         shape=shape, key=key, counter=counter, alg=_PHILOX, dtype=tf.uint32)
-    return _unit_floats(bits) * (maxval - minval) + minval
+    return tf.maximum(_unit_floats(bits) * (maxval - minval) + minval, minval)
 
 
 def stateless_logistic(loc, scale, seed):

@@ -157,11 +157,13 @@ class ResNetVAE(GenerativeModel):
     """
 
     loss_names = ("bits_per_dim", "kl", "distortion")
-    # On 2 CPU cores XLA's step is 1.1-1.3x the tf.function step and its compilation adds
-    # 6-11 s to the first step (about 2 s with the persistent cache warm): repaid after
-    # 130-400 steps (BENCHMARKS.md, "Start-up with Grappler off"), so a run with 1,000
-    # steps ahead compiles with XLA. Its noise is the tf.function step's (`noise`).
-    xla_break_even_steps = 1000
+    # No run picks XLA for it by itself. With oneDNN's CPU kernels (on since 0.3.1) XLA's
+    # step was 1.16x the tf.function step on a 2-core AVX2 machine but 0.81-0.90x on a
+    # 2-core AVX-512 one, where its compilation adds 5-9 s to the first step (2-2.5 s with
+    # the persistent cache warm; BENCHMARKS.md, "XLA for the VAE, again"): not a default
+    # that pays on every CPU. `compile(..., jit_compile=True)` /
+    # `train.py --jit_compile` still give the same numbers (`noise`).
+    xla_break_even_steps = None
 
     def __init__(self, image_shape, precision="w32a32", preset="small", name=None, **overrides):
         config = resolve(PRESETS, preset, overrides, model="ResNetVAE")

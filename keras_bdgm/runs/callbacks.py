@@ -19,6 +19,7 @@ import math
 import os
 import time
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -85,9 +86,16 @@ class Throughput(tf.keras.callbacks.Callback):
         return sum(self.epoch_images.values()) / seconds if seconds > 0 else None
 
 
+def all_finite(model):
+    """True when every floating-point variable of `model` is finite."""
+    return all(np.isfinite(w.numpy()).all() for w in model.weights if w.dtype.is_floating)
+
+
 class DivergenceGuard(tf.keras.callbacks.Callback):
-    """Raises `DivergedError` when `objective` is not finite, or when more than
-    `max_skipped` of an epoch's `steps_per_epoch` updates were skipped.
+    """Raises `DivergedError` when more than `max_skipped` of an epoch's `steps_per_epoch`
+    updates were skipped, or when `objective` is not finite though some step updated or the
+    weights are not finite (a skipped step's non-finite loss is not in the model's running
+    mean).
 
     It acts after the offending step, before the epoch ends, so the checkpoints of the
     last good epoch stay the newest ones.
@@ -104,9 +112,13 @@ class DivergenceGuard(tf.keras.callbacks.Callback):
         logs = logs or {}
         where = f"epoch {self._epoch + 1}, step {batch + 1}"
         value = logs.get(self.objective)
-        if value is not None and not math.isfinite(float(value)):
-            raise DivergedError(f"Training diverged at {where}: {self.objective} is {float(value)}.")
         skipped = logs.get("skipped_steps")
+        # The model's running mean leaves out a skipped step's non-finite loss: it is
+        # non-finite only while every step so far was skipped, which the count below judges;
+        # non-finite weights (every later step would be skipped too) end the run at once.
+        all_skipped = skipped is not None and float(skipped) >= batch + 1
+        if value is not None and not math.isfinite(float(value)) and (not all_skipped or not all_finite(self.model)):
+            raise DivergedError(f"Training diverged at {where}: {self.objective} is {float(value)}.")
         if skipped is not None and float(skipped) > self.max_skipped * self.steps_per_epoch:
             raise DivergedError(
                 f"Training diverged at {where}: {int(float(skipped))} of the epoch's "

@@ -30,12 +30,11 @@ Example:
 import json
 import math
 
-import numpy as np
 import tensorflow as tf
 
 import keras_bdgm
 from keras_bdgm.runs import reports, run_dir, strategies
-from keras_bdgm.runs.callbacks import run_callbacks
+from keras_bdgm.runs.callbacks import all_finite, run_callbacks
 from keras_bdgm.runs.errors import ConfigError, DivergedError
 from keras_bdgm.models.evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVAL_BATCH_SIZE  # noqa: F401
 from keras_bdgm.models.evaluation import evaluate_bits_per_dim
@@ -52,10 +51,6 @@ MODELS = RECIPES  # the model names train knows, with their recipes
 def check_data(config):
     """The image shape of the training split, after checking every split the run reads."""
     return RunData(config).image_shape
-
-
-def _all_finite(model):
-    return all(np.isfinite(w.numpy()).all() for w in model.weights if w.dtype.is_floating)
 
 
 def _build(config, image_shape):
@@ -249,7 +244,7 @@ def _worker_done(config, run, trained):
 
 def _finish(model, config, run, data, strategy):
     """Evaluates `model`, writes its files and the report, each phase once (see `train`)."""
-    if run.phase in ("evaluating", "writing") and not _all_finite(model):
+    if run.phase in ("evaluating", "writing") and not all_finite(model):
         raise _diverged(DivergedError("Training produced non-finite weights."), config, run)
     if run.phase == "evaluating":
         test_bpd = evaluate_bits_per_dim(model, data.evaluation(), seed=config.seed, verbose=config.verbose)

@@ -38,7 +38,7 @@ class TrainConfig:
     learning_rate: float | None = None
     learning_rate_decay: str | None = None  # None: the recipe's schedule; "cosine": to 0 over the run
     warm_start: str | None = None  # a finished run's folder or a .keras file: its weights start the model
-    jit_compile: bool | None = None  # XLA for the train step; None: XLA when the steps left reach the model's xla_break_even_steps
+    jit_compile: bool | None = None  # XLA for the train step; None: XLA when the steps left reach the model's xla_break_even_steps (None: never)
     model_dir: str = "runs/default"
     seed: int = 0
     strategy: str = "default"
