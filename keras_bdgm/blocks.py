@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from keras_bdgm.init import init_scales
 from keras_bdgm.layers import WNDense, conv2d_for_precision
-from keras_bdgm.models.noise import generator_uniform
+from keras_bdgm.models.noise import generator_keep
 from keras_bdgm.precision import parse as parse_precision
 
 _serializable = tf.keras.utils.register_keras_serializable(package="keras_bdgm")
@@ -81,9 +81,11 @@ class _PrecisionBlock(tf.keras.layers.Layer):
         """Inverted dropout at w32a32 when training: zero with probability `dropout`."""
         if self._dropout_rng is None or not training:
             return h
-        # `generator.uniform`'s values, the same under XLA (whose own kernel makes other floats).
-        keep = generator_uniform(self._dropout_rng, tf.shape(h)) >= self.dropout
-        return tf.where(keep, h / (1.0 - self.dropout), tf.zeros_like(h))
+        # `generator.uniform(shape) >= dropout`, the same under XLA (whose own kernel makes
+        # other floats), compared as integers; one multiply by the kept units' 1 / (1 - dropout)
+        # (forward and gradient), where a select and a divide each took their own pass.
+        keep = generator_keep(self._dropout_rng, tf.shape(h), self.dropout)
+        return h * (tf.cast(keep, h.dtype) * (1.0 / (1.0 - self.dropout)))
 
     def get_config(self):
         return {

@@ -123,6 +123,21 @@ def test_dropout_only_in_full_precision():
     np.testing.assert_array_equal(*outs["w1a1"])
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_dropout_is_inverted_dropout_of_the_generators_uniform_draw(jit):
+    """Oracle: numpy's where(u >= rate, h / (1 - rate), 0), u the block generator's next
+    `uniform` draw (read from a copy of its state)."""
+    rate = 0.3
+    block = blocks.ResidualBlock(3, 3, precision="w32a32", dropout=rate)
+    h = np.random.default_rng(5).normal(size=(4, 6, 6, 3)).astype("float32")
+    copy = tf.random.Generator.from_state(block._dropout_rng.state.numpy(), block._dropout_rng.algorithm)
+    u = copy.uniform(h.shape).numpy()
+    got = tf.function(lambda t: block._maybe_dropout(t, training=True), jit_compile=jit)(tf.constant(h)).numpy()
+    np.testing.assert_allclose(got, np.where(u >= np.float32(rate), h / (1 - rate), 0.0), rtol=1e-6, atol=0)
+    assert 0.6 < (got != 0).mean() < 0.8
+    np.testing.assert_array_equal(block._maybe_dropout(tf.constant(h), training=False), h)
+
+
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_blocks_keras_file_round_trip(precision, tmp_path):
     rng = np.random.default_rng(4)

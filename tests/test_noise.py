@@ -9,6 +9,7 @@ import tensorflow_probability as tfp
 
 import keras_bdgm  # noqa: F401  (Keras 2 before TensorFlow)
 from keras_bdgm.models.noise import (
+    generator_keep,
     generator_uniform,
     philox_key_counter,
     split_seed,
@@ -116,4 +117,15 @@ def test_generator_uniform_is_the_generators_own_draw(mode):
     draws = MODES[mode](lambda: tf.stack([generator_uniform(ours, [3, 5]), generator_uniform(ours, [3, 5])]))()
     expected = np.stack([theirs.uniform([3, 5]).numpy(), theirs.uniform([3, 5]).numpy()])
     np.testing.assert_array_equal(draws.numpy(), expected)
+    np.testing.assert_array_equal(ours.state.numpy(), theirs.state.numpy())  # advanced alike
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("rate", [0.2, 0.25, 0.5, 0.9])  # 0.25, 0.5: u can equal the rate exactly (kept)
+def test_generator_keep_is_the_generators_uniform_compared_with_the_rate(mode, rate):
+    ours, theirs = tf.random.Generator.from_seed(11), tf.random.Generator.from_seed(11)
+    shape = [64, 257]
+    masks = MODES[mode](lambda: tf.stack([generator_keep(ours, shape, rate), generator_keep(ours, shape, rate)]))()
+    expected = np.stack([theirs.uniform(shape).numpy() >= np.float32(rate) for _ in range(2)])
+    np.testing.assert_array_equal(masks.numpy(), expected)
     np.testing.assert_array_equal(ours.state.numpy(), theirs.state.numpy())  # advanced alike

@@ -19,7 +19,9 @@ so it equals `tf.random.stateless_normal(shape, seed)` up to float rounding (sin
 log differ from the kernel's in the last bits: |difference| < 2e-6), eagerly, in a graph and
 under XLA alike. The same bits give `stateless_uniform` (one uint32 per value, exactly
 `tf.random.stateless_uniform`'s float32 values), `stateless_logistic` (TFP's `Logistic.sample`:
-loc + scale * (log u - log1p(-u))) and `split_seed` (exactly `tfp.random.split_seed`'s seeds).
+loc + scale * (log u - log1p(-u))) and `split_seed` (exactly `tfp.random.split_seed`'s seeds);
+a `tf.random.Generator`'s next bits give `generator_uniform` (its `uniform`'s values) and
+`generator_keep` (the dropout mask `uniform >= rate`, compared as integers).
 
 Example:
 
@@ -130,6 +132,15 @@ def split_seed(seed, n):
     return tf.unstack(tf.bitcast(bits, tf.int32))
 
 
+def generator_keep(generator, shape, rate):
+    """`generator.uniform(shape) >= rate` (bool), the same mask as from `generator_uniform`,
+    compared as integers: u = m / 2^23 for the draw's 23 mantissa bits m, and
+    u >= rate exactly when m >= ceil(rate * 2^23) (rate as float32, as the comparison casts
+    it), so no float is made. Inverted dropout keeps where this is True."""
+    threshold = math.ceil(float(np.float32(rate)) * 2.0**23)
+    return tf.bitwise.bitwise_and(_generator_bits(generator, shape), 0x7FFFFF) >= tf.constant(threshold, tf.uint32)
+
+
 def generator_uniform(generator, shape):
     """`generator.uniform(shape)` (float32 in [0, 1)) for a Philox `tf.random.Generator`: the
     same values, advancing the generator's state the same way, with or without XLA.
@@ -138,7 +149,12 @@ def generator_uniform(generator, shape):
     folds in the replica under a distribution strategy) feed Philox's uint32 bits, turned
     into floats as TensorFlow's kernel does.
     """
+    return _unit_floats(_generator_bits(generator, shape))
+
+
+def _generator_bits(generator, shape):
+    """The Philox uint32 bits of `generator`'s next draw of `shape` (its own key and counter,
+    advancing its state as `generator.uniform` does)."""
     key, counter = generator._prepare_key_counter(shape)  # noqa: SLF001 (the draw's key and counter)
-    bits = tf.raw_ops.StatelessRandomUniformFullIntV2(
+    return tf.raw_ops.StatelessRandomUniformFullIntV2(
         shape=tf.cast(shape, tf.int32), key=key, counter=counter, alg=_PHILOX, dtype=tf.uint32)
-    return _unit_floats(bits)
