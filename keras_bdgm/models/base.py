@@ -9,8 +9,9 @@ once:
   clips it to global norm `clip_norm` and skips the update when the pre-clip norm is
   non-finite or above `skip_threshold` (counted by the `skipped_steps` metric; the norm is
   the `grad_norm` metric). A non-finite loss or norm is left out of the epoch's running
-  means (they average the finite ones), so one bad batch does not make them NaN. The skip is decided in cross-replica context after the gradients
-  are summed over replicas, so it also holds under `tf.distribute` strategies.
+  means (they average the finite ones), so one bad batch does not make them NaN. The skip
+  is decided in cross-replica context after the gradients are summed over replicas, so it
+  also holds under `tf.distribute` strategies.
 * `log_prob(x, num_samples, seed, samples_per_chunk)`: the importance-weighted bound from
   the model's per-sample log-weights, in chunks of samples.
 * `bits_per_dim(x, ...)`: -log_prob / (D ln 2), D = H * W * C.
@@ -43,9 +44,7 @@ from keras_bdgm.models.importance import (  # noqa: F401  (public here too)
     importance_chunks)
 from keras_bdgm.models.grappler import grappler_off_helps, without_grappler
 from keras_bdgm.models.seeds import stateless_seed
-from keras_bdgm.models.updates import (
-    StepMean, apply_gradients_or_skip, build_optimizer, finite_value, finite_weight,
-)
+from keras_bdgm.models.updates import StepMean, apply_gradients_or_skip, build_optimizer
 
 
 def images_from(data):
@@ -320,11 +319,10 @@ class GenerativeModel(tf.keras.Model):
         """Adds a step's losses to the running means; `finite_only` (training) leaves out a
         non-finite loss, whose update was skipped (`keras_bdgm.models.updates`)."""
         for tracker in self._loss_trackers:
-            value = losses[tracker.name]
             if finite_only:
-                tracker.update_state(finite_value(value), sample_weight=finite_weight(value))
+                tracker.update_finite(losses[tracker.name])
             else:
-                tracker.update_state(value)
+                tracker.update_state(losses[tracker.name])
         return {t.name: t.result() for t in self._loss_trackers}
 
     # Not converted by AutoGraph: the step has no tensor-dependent Python control flow (the
@@ -350,7 +348,7 @@ class GenerativeModel(tf.keras.Model):
         )
         # Every replica makes the same decision; count it once.
         self._skipped_tracker.update_state(skipped / replicas)
-        self._grad_norm_tracker.update_state(finite_value(norm), sample_weight=finite_weight(norm))
+        self._grad_norm_tracker.update_finite(norm)
         logs = self._update_loss_trackers(losses, finite_only=True)
         logs.update(skipped_steps=self._skipped_tracker.result(), grad_norm=self._grad_norm_tracker.result())
         return logs

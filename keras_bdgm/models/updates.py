@@ -16,8 +16,7 @@ a `tf.cond` with two branch functions over every variable, slot and gradient (ab
 less tracing for Flow++'s 286 variables). Other optimizers run their update in `tf.cond`.
 
 A step whose loss is NaN or inf has a non-finite gradient, so its update is skipped; its
-loss is left out of the epoch's running means too (`StepMean`, which `train_step` feeds with
-weight 0 for a non-finite loss), so one bad batch is counted in `skipped_steps` and does not
+loss is left out of the epoch's running means too (`StepMean.update_finite`), so one bad batch is counted in `skipped_steps` and does not
 turn the epoch's `bits_per_dim` into NaN.
 
 Example:
@@ -37,32 +36,30 @@ class _NoUnwrap:
 
 
 class StepMean(tf.keras.metrics.Mean):
-    """`tf.keras.metrics.Mean` that is NaN, not 0, while nothing has been counted (Keras'
-    Mean divides with `divide_no_nan`): the train step gives a non-finite loss weight 0
-    (`finite_weight`), and an epoch whose steps so far all had one reports NaN.
+    """`tf.keras.metrics.Mean` of the train steps' finite values: `update_finite(value)` adds
+    a finite value and leaves out a NaN or inf one (its step's update was skipped), and the
+    result is NaN, not Keras' 0, while nothing has been added.
 
     Example:
 
         mean = StepMean("bits_per_dim")
-        value = tf.constant(float("nan"))
-        mean.update_state(finite_value(value), sample_weight=finite_weight(value))
+        mean.update_finite(tf.constant(float("nan")))
         mean.result()  # nan: no finite loss yet
+        mean.update_finite(tf.constant(3.0))
+        mean.result()  # 3.0
     """
+
+    def update_finite(self, value):
+        """Adds `value` with weight 1 where it is finite, else weight 0 (as 0, since 0 x NaN
+        would still be NaN)."""
+        finite = tf.math.is_finite(value)
+        return self.update_state(tf.where(finite, value, tf.zeros_like(value)),
+                                 sample_weight=tf.cast(finite, self.dtype))
 
     @tf.autograph.experimental.do_not_convert  # no tensor control flow: nothing to convert
     def result(self):
         return tf.where(self.count > 0, tf.math.divide_no_nan(self.total, self.count),
                         tf.constant(float("nan"), self.dtype))
-
-
-def finite_weight(value):
-    """1 where `value` is finite, else 0 (a skipped step's loss weight)."""
-    return tf.cast(tf.math.is_finite(value), tf.float32)
-
-
-def finite_value(value):
-    """`value` with its non-finite entries replaced by 0 (0 x NaN would still be NaN)."""
-    return tf.where(tf.math.is_finite(value), value, tf.zeros_like(value))
 
 
 def _is_legacy(optimizer):
