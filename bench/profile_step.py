@@ -2,6 +2,8 @@
 
     python bench/profile_step.py --model=flowpp --precision=w1a1 [--steps=3] [--mode=compiled]
     python bench/profile_step.py --model=flowpp --precision=w32a32 --overrides='{"dropout": 0.2}'
+    python bench/profile_step.py --model=resnet_vae --precision=w1a1 --serial \
+        --image_shape=32,32,3 --batch_size=16 --overrides='{"width": 64, "latent_layers": 4, "processing_blocks": 1}'
 
 Traces `--steps` train steps of the "small" preset (compiled as `fit` runs them, through
 bench/harness.py's `train_step`; one untimed step first) with `tf.profiler`, reads the XSpace
@@ -11,6 +13,12 @@ op's top name scope (the model's parts) and by sub-part, as one table (also writ
 through the model's `CouplingConfig` (the preset field `fuse_negation=False`, i.e. the
 `UNFUSED` overrides). Under `--mode=XLA` the executor runs fused XLA clusters, so the op
 names no longer name the model's parts.
+
+It also times `--steps` steps without the profiler ("wall", ms per step) and sums the
+convolutions' op time apart ("kernel class"). With `--serial` the executor runs one op at a
+time (inter-op parallelism 1), so op times add up to the step instead of overlapping and the
+convolutions' ms per step is a floor: a step that still runs these kernels cannot take less,
+however cheap the rest becomes.
 """
 
 import argparse
@@ -20,13 +28,20 @@ import json
 import os
 import re
 import tempfile
+import time
 
 import harness
 
 # Flow++ overrides for gated blocks without the w1a1 fused-negation fast path (the 'before'):
 # the preset's fuse_negation goes into the CouplingConfig of every coupling and context network.
 UNFUSED = {"fuse_negation": False}
-GROUPS = ("op type", "model part", "sub-part")
+GROUPS = ("op type", "kernel class", "model part", "sub-part")
+CONV_OP = re.compile(r"Conv2D")  # Conv2D, its gradients and oneDNN's fused/native variants
+
+
+def kernel_class(op_type):
+    """'convolutions' for the conv kernels (forward, gradients, fused), else 'other ops'."""
+    return "convolutions" if CONV_OP.search(op_type) else "other ops"
 
 
 def train_step_fn(model_name, precision, batch_size, overrides=None, jit_compile=False, image_shape=(28, 28, 1)):
@@ -84,15 +99,28 @@ def shares(events, depth=2, top=8):
     counters = {group: collections.Counter() for group in GROUPS}
     for op, op_type, d in events:
         counters["op type"][op_type] += d
+        counters["kernel class"][kernel_class(op_type)] += d
         counters["model part"][model_part(op, op_type, 1)] += d
         counters["sub-part"][model_part(op, op_type, depth)] += d
     return {group: c.most_common(top) for group, c in counters.items()}, total
 
 
-def summary_rows(events, steps, depth=2, top=8, **labels):
-    """Table rows of `shares`: labels, group, part, share of op time, ms per step."""
+def wall_ms(run_step, steps):
+    """Milliseconds per call of `run_step` (already warm), timed without the profiler."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = run_step()
+    float(logs["bits_per_dim"])  # waits for the last step
+    return 1000 * (time.perf_counter() - start) / steps
+
+
+def summary_rows(events, steps, depth=2, top=8, wall=None, **labels):
+    """Table rows of `shares`: labels, group, part, share of op time, ms per step (and the
+    step's `wall` ms, if given)."""
     groups, total = shares(events, depth, top)
     rows = [{**labels, "group": "total", "part": "all ops", "share": 1.0, "ms/step": total / steps / 1e9}]
+    if wall is not None:
+        rows.append({**labels, "group": "total", "part": "wall (no profiler)", "share": None, "ms/step": wall})
     for group, items in groups.items():
         rows += [{**labels, "group": group, "part": key, "share": d / total, "ms/step": d / steps / 1e9}
                  for key, d in items]
@@ -122,6 +150,9 @@ def main():
     parser.add_argument("--unfused", action="store_true",
                         help="w1a1 gated blocks without the fused negation (the 'before' of BENCHMARKS.md)")
     parser.add_argument("--overrides", default="{}", help='preset fields as JSON, e.g. \'{"dropout": 0.2}\'')
+    parser.add_argument("--image_shape", default="28,28,1", help="H,W,C of the random images")
+    parser.add_argument("--serial", action="store_true",
+                        help="one op at a time (inter-op parallelism 1): op times add up to the step")
     parser.add_argument("--out", default="bench/profile_output", help="output prefix (writes <out>.json)")
     args = parser.parse_args()
     if args.unfused and args.model != "flowpp":
@@ -130,13 +161,19 @@ def main():
     if mode == "eager":
         parser.error("--mode: compiled or XLA (the profile reads the graph executor's op events)")
     overrides = {**json.loads(args.overrides), **(UNFUSED if args.unfused else {})}
-    _, step = train_step_fn(args.model, args.precision, args.batch_size, overrides, jit_compile=mode == "XLA")
+    image_shape = tuple(int(n) for n in args.image_shape.split(","))
+    if args.serial:
+        harness.tensorflow().config.threading.set_inter_op_parallelism_threads(1)
+    _, step = train_step_fn(args.model, args.precision, args.batch_size, overrides, jit_compile=mode == "XLA",
+                            image_shape=image_shape)
     variant = "unfused negation" if args.unfused else "as built"
-    rows = summary_rows(profile(step, args.steps), args.steps, args.depth, args.top,
+    events = profile(step, args.steps)
+    rows = summary_rows(events, args.steps, args.depth, args.top, wall=wall_ms(step, max(args.steps, 10)),
                         model=args.model, precision=args.precision, variant=variant)
+    executor = "serial executor" if args.serial else "default executor"
     harness.write_results(
-        rows, args.out, title=f"{args.model} {args.precision} ({variant}), {mode}, batch {args.batch_size}: "
-                              f"op time of {args.steps} traced steps",
+        rows, args.out, title=f"{args.model} {args.precision} ({variant}), {mode}, {executor}, batch "
+                              f"{args.batch_size} of {image_shape}: op time of {args.steps} traced steps",
         columns=["group", "part", "share", "ms/step"], formats={"share": "{:.1%}", "ms/step": "{:.1f}"},
         meta=vars(args))
 
