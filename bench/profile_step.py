@@ -14,11 +14,12 @@ through the model's `CouplingConfig` (the preset field `fuse_negation=False`, i.
 `UNFUSED` overrides). Under `--mode=XLA` the executor runs fused XLA clusters, so the op
 names no longer name the model's parts.
 
-It also times `--steps` steps without the profiler ("wall", ms per step) and sums the
-convolutions' op time apart ("kernel class"). With `--serial` the executor runs one op at a
-time (inter-op parallelism 1), so op times add up to the step instead of overlapping and the
-convolutions' ms per step is a floor: a step that still runs these kernels cannot take less,
-however cheap the rest becomes.
+It also times max(`--steps`, 10) steps without the profiler ("wall", ms per step) and sums
+the convolutions' op time apart ("kernel class"). With `--serial` the executor runs one op
+at a time (inter-op parallelism 1), so op times add up to the step instead of overlapping:
+the convolutions' ms per step is what they cost one after another. A step as trained
+(ops overlapping on the cores) that takes about that long is bound by its conv kernels;
+making the other ops cheaper cannot speed it up much.
 """
 
 import argparse
